@@ -1,0 +1,44 @@
+# hotline: two commands on a fresh machine — `make serve` and `make test` — each installs what it needs.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+CORPUS ?= data/corpus/default
+SIZE ?= default
+
+.PHONY: install test test-fast serve corpus lab clean-corpus help
+
+help:
+	@echo "make serve   set up, build the corpus and default models if missing, start the service"
+	@echo "make test    set up and run the test suite (notebooks included)"
+	@echo "make corpus  synthesise the default corpus into $(CORPUS) (SIZE=tiny|small|default)"
+	@echo "make lab     JupyterLab on 127.0.0.1"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+test: install
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slow"
+
+$(CORPUS)/stats.json: | install
+	$(BIN)/hotline data synth --size $(SIZE) --out $(CORPUS)
+
+corpus: $(CORPUS)/stats.json
+
+serve: install corpus
+	$(BIN)/python -m serving.prepare --corpus $(CORPUS)
+
+lab: install
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks/
+
+clean-corpus:
+	rm -rf $(CORPUS)
