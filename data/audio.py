@@ -28,7 +28,9 @@ class AudioError(ValueError):
 
 
 # -- loading ------------------------------------------------------------------------------------------
-def load_audio(path: PathLike, sample_rate: int = SAMPLE_RATE, mono: bool = True, *, allow_silent: bool = False) -> np.ndarray:
+def load_audio(
+    path: PathLike, sample_rate: int = SAMPLE_RATE, mono: bool = True, *, allow_silent: bool = False
+) -> np.ndarray:
     """Read an audio file as float32 in [-1, 1] at ``sample_rate``: shape (samples,) if ``mono`` (channels
     averaged), else (channels, samples).
 
@@ -46,7 +48,9 @@ def load_audio_channels(path: PathLike, sample_rate: int = SAMPLE_RATE, *, allow
     path = Path(path)
     name = str(path)
     if not path.exists():
-        raise AudioError(f"{name}: file not found; check the path (manifest paths are relative to the manifest's folder)")
+        raise AudioError(
+            f"{name}: file not found; check the path (manifest paths are relative to the manifest's folder)"
+        )
     if path.is_dir():
         raise AudioError(f"{name}: is a folder, not an audio file; pass the path of a WAV/FLAC/MP3 file")
     if path.stat().st_size == 0:

@@ -1,0 +1,149 @@
+"""The ``hotline`` command line: ``hotline data|train|evaluate|predict|serve ...``.
+
+Each subcommand imports its heavy dependencies only when it runs, so ``hotline --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO / "data" / "corpus" / "default"
+
+# Models that `hotline train` knows: name -> "module:function" taking argv (list[str]) and returning an exit code.
+TRAINERS = {
+    "intent": "training.intent:main",
+}
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from data.synth.corpus import synthesize_corpus
+
+    report = synthesize_corpus(
+        args.out, size=args.size, seed=args.seed, workers=args.workers, build_dataset=not args.no_dataset
+    )
+    print(report.table())
+    print(f"wrote {args.out}/manifest.jsonl, {{train,validation,test}}.jsonl, calls.jsonl, dataset/, stats.json")
+    return 0
+
+
+def _data_import(args: argparse.Namespace) -> int:
+    from data.adapters import load_corpus
+    from data.manifest import records_to_dataset_dict, write_manifest
+
+    result = load_corpus(args.kind, args.path)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for rec in result.records:
+        rec.setdefault("split", args.split)  # write_manifest makes audio paths relative to the new manifest
+    write_manifest(result.records, out / "manifest.jsonl")
+    if result.records and not args.no_dataset:
+        records_to_dataset_dict(result.records).save_to_disk(str(out / "dataset"))
+    print(f"{args.kind}: {len(result.records)} records -> {out}/manifest.jsonl; skipped {len(result.skipped)}")
+    for s in result.skipped[:20]:
+        print(f"  skipped: {s}")
+    return 0 if result.records else 1
+
+
+def _data_validate(args: argparse.Namespace) -> int:
+    from data.manifest import format_errors, read_manifest
+
+    m = read_manifest(args.manifest, check_audio=not args.no_audio_check)
+    print(f"{args.manifest}: {len(m.records)} valid records, {len(m.errors)} bad lines")
+    if m.errors:
+        print(format_errors(m.errors))
+    return 1 if m.errors else 0
+
+
+def _train(args: argparse.Namespace, rest: list[str]) -> int:
+    import importlib
+
+    if args.model not in TRAINERS:
+        print(f"unknown model {args.model!r}; `hotline train` knows: {', '.join(TRAINERS)}", file=sys.stderr)
+        return 2
+    module, func = TRAINERS[args.model].split(":")
+    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_main
+
+    return evaluate_main(args)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from training.evaluate import predict_main
+
+    return predict_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hotline",
+        description="Turn hotline calls into routed, prioritised, auto-filled complaint tickets.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="build, import and check corpora")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    s = dsub.add_parser("synth", help="synthesise a labelled multi-dialect complaint-call corpus (espeak-ng)")
+    s.add_argument("--out", default=str(DEFAULT_CORPUS), help="output folder (default: %(default)s)")
+    s.add_argument("--size", default="small", choices=["tiny", "small", "default"], help="corpus size")
+    s.add_argument("--seed", type=int, default=0, help="random seed: same seed, same corpus")
+    s.add_argument("--workers", type=int, default=2, help="synthesis processes (default: %(default)s)")
+    s.add_argument("--no-dataset", action="store_true", help="skip saving the Hugging Face DatasetDict")
+    s.set_defaults(func=_data_synth)
+    i = dsub.add_parser("import", help="turn a real corpus folder into a manifest and DatasetDict")
+    i.add_argument("--kind", required=True, choices=["aishell", "kaldi", "common_voice", "emotion", "manifest"])
+    i.add_argument("--path", required=True, help="corpus root folder (or manifest file for --kind manifest)")
+    i.add_argument("--out", required=True, help="output folder")
+    i.add_argument("--split", default="test", help="split for records whose layout names none")
+    i.add_argument("--no-dataset", action="store_true", help="skip saving the Hugging Face DatasetDict")
+    i.set_defaults(func=_data_import)
+    v = dsub.add_parser("validate", help="check a manifest against EVALUATION.md; lists bad lines")
+    v.add_argument("manifest")
+    v.add_argument("--no-audio-check", action="store_true", help="do not check that audio files exist")
+    v.set_defaults(func=_data_validate)
+
+    t = sub.add_parser(
+        "train",
+        help="train a model: hotline train MODEL --config FILE [key=value ...]",
+        description="Train a model with MLflow tracking and registry promotion. Extra arguments are passed to the "
+        "model's trainer (e.g. --config training/configs/intent.yaml trainer.max_epochs=3).",
+    )
+    t.add_argument("model", help=f"one of: {', '.join(TRAINERS)}")
+    t.set_defaults(func=_train, passthrough=True)
+
+    for name, func, help_ in (
+        ("evaluate", _evaluate, "score the champion models on a labelled manifest (EVALUATION.md report)"),
+        ("predict", _predict, "run the champion models on a manifest and write predictions (JSON Lines)"),
+    ):
+        e = sub.add_parser(name, help=help_)
+        e.add_argument("--manifest", required=True, help="JSON Lines manifest (EVALUATION.md)")
+        e.add_argument("--out", required=True, help="output file")
+        e.add_argument("--limit", type=int, default=None, help="only the first N records")
+        e.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: never let a library wait on DNS
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) >= 2 and argv[0] == "train" and argv[1] in TRAINERS:
+        # `hotline train MODEL ...`: everything after MODEL (including --help) belongs to that model's trainer.
+        return _train(argparse.Namespace(model=argv[1]), argv[2:])
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        return args.func(args, rest)
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
