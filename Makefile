@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# Byte-compiled caches make every test process start in seconds instead of recompiling torch and mlflow.
+unexport PYTHONDONTWRITEBYTECODE
 
 CORPUS ?= data/corpus/default
 SIZE ?= default

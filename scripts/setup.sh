@@ -25,6 +25,6 @@ if [ ! -x .venv/bin/uv ]; then
   .venv/bin/pip install -q --disable-pip-version-check uv
 fi
 # uv resolves and installs in parallel; the pins in pyproject.toml keep torch/torchaudio/torchcodec matched.
-.venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev]'
+.venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -e '.[dev]'
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 echo "setup: ok ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
