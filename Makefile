@@ -37,7 +37,7 @@ $(CORPUS)/stats.json: | install
 corpus: $(CORPUS)/stats.json
 
 serve: install corpus
-	$(BIN)/python -m serving.prepare --corpus $(CORPUS)
+	$(BIN)/hotline serve
 
 lab: install
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks/

@@ -288,21 +288,25 @@ def synthesize_corpus(
     items = plan(SIZES[size], seed, gen)
 
     start = time.perf_counter()
-    records: list[dict] = []
-    chunksize = max(1, min(16, len(items) // (4 * max(1, workers)) or 1))
+    # Render the long whole calls first so that short utterances fill the workers at the end; records are
+    # put back in plan order afterwards.
+    order = sorted(range(len(items)), key=lambda i: items[i].kind != "call")
+    rendered: dict[int, dict] = {}
+    chunksize = max(1, min(8, len(items) // (8 * max(1, workers)) or 1))
     bar = tqdm(total=len(items), desc=f"synth {size}", unit="item", disable=not progress)
     if workers > 1:
         ctx = mp.get_context("fork")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(str(out),)) as pool:
-            for rec in pool.imap(_render, items, chunksize=chunksize):
-                records.append(rec)
+            for i, rec in zip(order, pool.imap(_render, [items[i] for i in order], chunksize=chunksize)):
+                rendered[i] = rec
                 bar.update()
     else:
         _init_worker(str(out))
-        for item in items:
-            records.append(_render(item))
+        for i in order:
+            rendered[i] = _render(items[i])
             bar.update()
     bar.close()
+    records = [rendered[i] for i in range(len(items))]
     seconds = time.perf_counter() - start
 
     failures = [r for r in records if "error" in r]

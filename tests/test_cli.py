@@ -1,0 +1,67 @@
+"""The `hotline` command line: help on every subcommand, data commands end to end, serve's readiness report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from training.cli import build_parser, main
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["data"], ["data", "synth"], ["data", "import"], ["data", "validate"], ["train"], ["evaluate"], ["predict"],
+     ["serve"]],
+)
+def test_help_on_every_subcommand(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([*argv, "--help"])
+    assert exc.value.code == 0
+    assert "usage: hotline" in capsys.readouterr().out
+
+
+def test_console_script_help_is_quick_and_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "training.cli", "--help"], capture_output=True, text=True, check=True)
+    for cmd in ("data", "train", "evaluate", "predict", "serve"):
+        assert cmd in out.stdout
+
+
+def test_unknown_model_names_the_known_ones(capsys):
+    assert main(["train", "nonexistent"]) == 2
+    assert "intent" in capsys.readouterr().err
+
+
+def test_validate_reports_bad_lines(tmp_path, capsys):
+    m = tmp_path / "m.jsonl"
+    m.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "a", "text": "我要投诉", "intent": "service_attitude"}, ensure_ascii=False),
+                "{not json",
+                json.dumps({"id": "b", "text": "你好", "emotion": "furious"}, ensure_ascii=False),
+            ]
+        ),
+        encoding="utf-8",
+    )
+    assert main(["data", "validate", str(m)]) == 1
+    out = capsys.readouterr().out
+    assert "1 valid records, 2 bad lines" in out
+    assert "line 2" in out and "line 3" in out and "furious" in out
+
+
+def test_import_manifest_round_trip(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "imported"
+    assert main(["data", "import", "--kind", "manifest", "--path", str(tiny_corpus / "test.jsonl"),
+                 "--out", str(out), "--no-dataset"]) == 0
+    assert main(["data", "validate", str(out / "manifest.jsonl")]) == 0
+    n_in = len((tiny_corpus / "test.jsonl").read_text().splitlines())
+    assert f"{n_in} valid records, 0 bad lines" in capsys.readouterr().out
+
+
+def test_serve_without_models_says_what_is_missing(capsys):
+    assert main(["serve", "--no-train"]) == 0
+    out = capsys.readouterr().out
+    assert "not serving yet" in out and "intent" in out and "asr" in out and "emotion" in out
