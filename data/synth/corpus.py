@@ -53,7 +53,7 @@ class CorpusSize:
 
 SIZES = {
     "tiny": CorpusSize(utterances=60, calls=3, speakers=15),  # seconds: for tests
-    "small": CorpusSize(utterances=1500, calls=30, speakers=60),  # about a minute: notebooks, quick experiments
+    "small": CorpusSize(utterances=1500, calls=30, speakers=60),  # a minute or two on 2 free cores: notebooks
     "default": CorpusSize(utterances=12000, calls=150, speakers=240),  # trains the default models well
 }
 
