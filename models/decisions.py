@@ -1,0 +1,335 @@
+"""Business decisions over a call's understanding: route (queue, priority), human review, missing slots.
+
+Pure functions of plain values (labels, confidences, dicts) and a :class:`Policy` read from a versioned
+YAML file (``models/policies/default.yaml``). No models and no torch/bentoml/mlflow imports here: the
+service, ``hotline predict`` and the notebooks all call these same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from models.taxonomy import DEFAULT_TAXONOMY, Taxonomy, UnknownLabelError
+
+POLICY_DIR = Path(__file__).resolve().parent / "policies"
+DEFAULT_POLICY_PATH = POLICY_DIR / "default.yaml"
+PRIORITIES = ("P1", "P2", "P3", "P4")  # P1 is the most urgent
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the file and the field to fix."""
+
+
+@dataclass(frozen=True)
+class IntentRule:
+    queue: str  # queue a call of this intent goes to
+    skill: str  # skill group inside the queue
+    priority: str  # starting priority, P1..P4
+    required_slots: tuple[str, ...]  # slots a ticket of this intent needs before work can start
+
+
+@dataclass(frozen=True)
+class PriorityRules:
+    emotion_raise: Mapping[str, int]  # emotion label -> levels the priority is raised by
+    escalation_cues: tuple[str, ...]  # complaint cue names (models/intent/cues.py) that force escalation_priority
+    escalation_priority: str  # priority of a call with an escalation cue
+    vip_raise: int  # levels a VIP customer is raised by
+    repeat_complaints: int  # recent complaints in the customer profile from which a caller is raised one level
+    non_complaint_max_priority: str  # the most urgent priority a non-complaint call can get
+
+
+@dataclass(frozen=True)
+class ReviewRules:
+    min_intent_confidence: float  # below this the intent reading goes to a person
+    min_complaint_confidence: float  # below this the complaint/non-complaint reading goes to a person
+    high_arousal_emotions: tuple[str, ...]  # emotions that send a call to review whatever the confidences
+    min_emotion_confidence: float  # an emotion reading below this does not trigger review on its own
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str  # bumped on every change; recorded on each ticket
+    name: str  # short name, e.g. "default"
+    description: str  # what the policy is for, in words
+    queues: Mapping[str, str]  # queue name -> what it is for
+    intents: Mapping[str, IntentRule]  # one rule per taxonomy intent
+    complaint_queue: str  # where a call flagged as a complaint goes, whatever its intent
+    complaint_min_priority: str  # a complaint is never less urgent than this
+    priority: PriorityRules
+    review: ReviewRules
+    dialect_groups: Mapping[str, str]  # dialect label -> agent language group
+    default_dialect_group: str  # group for calls without a dialect reading (text messages)
+    source: str = ""  # the file the policy was read from
+    taxonomy: Taxonomy = field(default=DEFAULT_TAXONOMY, repr=False, compare=False)  # labels it was checked against
+
+    def rule(self, intent: str) -> IntentRule:
+        """The rule of ``intent``; :class:`UnknownLabelError` for an intent the taxonomy does not know."""
+        self.taxonomy.check("intent", intent)
+        if intent not in self.intents:  # pragma: no cover - load_policy checks every intent has a rule
+            raise PolicyError(f"policy {self.source or self.name} has no rule for intent {intent!r}")
+        return self.intents[intent]
+
+
+@dataclass(frozen=True)
+class Route:
+    queue: str  # queue name from the policy
+    priority: str  # P1..P4
+    skill: str  # skill group inside the queue
+    dialect_group: str  # agent language group
+    reasons: tuple[str, ...]  # why, one line per rule that fired, in the order applied
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+def _level(value: Any, where: str) -> str:
+    value = str(value)
+    if value not in PRIORITIES:
+        raise PolicyError(f"{where}: priority {value!r} is not one of {', '.join(PRIORITIES)}")
+    return value
+
+
+def _labels(values: Iterable[Any], kind: str, taxonomy: Taxonomy, where: str) -> tuple[str, ...]:
+    out = []
+    for v in values or ():
+        try:
+            out.append(taxonomy.check(kind, str(v)))
+        except UnknownLabelError as e:
+            raise PolicyError(f"{where}: {e}") from None
+    return tuple(out)
+
+
+def policy_from_dict(raw: Mapping[str, Any], source: str = "<dict>", taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> Policy:
+    """Build and check a :class:`Policy` from the YAML layout of ``models/policies/default.yaml``."""
+    need = {"version", "queues", "intents", "priority", "review", "dialect_groups"}
+    missing = sorted(need - set(raw))
+    if missing:
+        raise PolicyError(f"policy {source} lacks {missing}; see models/policies/default.yaml for the layout")
+    queues = {str(k): str(v) for k, v in raw["queues"].items()}
+
+    intents: dict[str, IntentRule] = {}
+    for name, r in raw["intents"].items():
+        where = f"policy {source}, intents.{name}"
+        try:
+            taxonomy.check("intent", name)
+        except UnknownLabelError as e:
+            raise PolicyError(f"{where}: {e}") from None
+        if r.get("queue") not in queues:
+            raise PolicyError(f"{where}: queue {r.get('queue')!r} is not declared under `queues` ({', '.join(queues)})")
+        intents[name] = IntentRule(
+            queue=str(r["queue"]),
+            skill=str(r.get("skill", r["queue"])),
+            priority=_level(r.get("priority", "P4"), where),
+            required_slots=_labels(r.get("required_slots", ()), "slot", taxonomy, where),
+        )
+    lacking = [i for i in taxonomy.intent_names if i not in intents]
+    if lacking:
+        raise PolicyError(f"policy {source}: no rule for intents {lacking}; add them under `intents`")
+
+    p = raw["priority"]
+    wp = f"policy {source}, priority"
+    emotion_raise = {}
+    for emo, n in (p.get("emotion_raise") or {}).items():
+        _labels([emo], "emotion", taxonomy, f"{wp}.emotion_raise")
+        emotion_raise[str(emo)] = int(n)
+    priority = PriorityRules(
+        emotion_raise=emotion_raise,
+        escalation_cues=tuple(str(c) for c in p.get("escalation_cues", ())),
+        escalation_priority=_level(p.get("escalation_priority", "P1"), wp),
+        vip_raise=int(p.get("vip_raise", 0)),
+        repeat_complaints=int(p.get("repeat_complaints", 0)),
+        non_complaint_max_priority=_level(p.get("non_complaint_max_priority", "P1"), wp),
+    )
+
+    r = raw["review"]
+    wr = f"policy {source}, review"
+    review = ReviewRules(
+        min_intent_confidence=float(r.get("min_intent_confidence", 0.0)),
+        min_complaint_confidence=float(r.get("min_complaint_confidence", 0.0)),
+        high_arousal_emotions=_labels(r.get("high_arousal_emotions", ()), "emotion", taxonomy, wr),
+        min_emotion_confidence=float(r.get("min_emotion_confidence", 0.0)),
+    )
+    for key in ("min_intent_confidence", "min_complaint_confidence", "min_emotion_confidence"):
+        if not 0.0 <= getattr(review, key) <= 1.0:
+            raise PolicyError(f"{wr}.{key} must lie in [0, 1], got {getattr(review, key)}")
+
+    groups = {}
+    for d, g in raw["dialect_groups"].items():
+        _labels([d], "dialect", taxonomy, f"policy {source}, dialect_groups")
+        groups[str(d)] = str(g)
+    lacking = [d for d in taxonomy.dialect_names if d not in groups]
+    if lacking:
+        raise PolicyError(f"policy {source}: no dialect group for {lacking}; add them under `dialect_groups`")
+
+    complaint_queue = str(raw.get("complaint_queue", "complaint"))
+    if complaint_queue not in queues:
+        raise PolicyError(f"policy {source}: complaint_queue {complaint_queue!r} is not declared under `queues`")
+    return Policy(
+        version=str(raw["version"]),
+        name=str(raw.get("name", Path(source).stem)),
+        description=str(raw.get("description", "")).strip(),
+        queues=queues,
+        intents=intents,
+        complaint_queue=complaint_queue,
+        complaint_min_priority=_level(raw.get("complaint_min_priority", "P4"), f"policy {source}"),
+        priority=priority,
+        review=review,
+        dialect_groups=groups,
+        default_dialect_group=str(raw.get("default_dialect_group", next(iter(groups.values())))),
+        source=source,
+        taxonomy=taxonomy,
+    )
+
+
+def load_policy(path: str | Path | None = None, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> Policy:
+    """The policy in ``path`` (default: ``models/policies/default.yaml``), checked against ``taxonomy``."""
+    import yaml
+
+    path = Path(path) if path is not None else DEFAULT_POLICY_PATH
+    if not path.is_file():
+        raise PolicyError(f"policy file {path} not found; the default is {DEFAULT_POLICY_PATH}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise PolicyError(f"policy file {path} is not valid YAML: {e}") from None
+    return policy_from_dict(raw, source=str(path), taxonomy=taxonomy)
+
+
+# -- decisions -------------------------------------------------------------------------------------------
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """``obj[key]`` for mappings, ``obj.key`` otherwise (an Understanding, a pydantic model, a dict)."""
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def _raise(priority: str, levels: int) -> str:
+    i = PRIORITIES.index(priority) - int(levels)
+    return PRIORITIES[min(max(i, 0), len(PRIORITIES) - 1)]
+
+
+def _more_urgent(a: str, b: str) -> str:
+    return a if PRIORITIES.index(a) <= PRIORITIES.index(b) else b
+
+
+def _cue_names(evidence: Iterable[str]) -> list[str]:
+    """Cue names from complaint evidence ("cue:12315" -> "12315"; bare names are kept)."""
+    out = []
+    for e in evidence or ():
+        e = str(e)
+        if e.startswith("cue:"):
+            out.append(e[4:])
+        elif ":" not in e:
+            out.append(e)
+    return out
+
+
+def route(
+    understanding: Any,
+    emotion: str | None,
+    dialect: str | None,
+    policy: Policy,
+    customer: Mapping[str, Any] | None = None,
+) -> Route:
+    """Queue, priority, skill and dialect group of a call.
+
+    ``understanding`` is anything with ``intent`` and optionally ``is_complaint`` and ``complaint_evidence``
+    (an ``Understanding``, a dict, a ticket). ``customer`` is an optional profile with ``vip`` (bool) and
+    ``recent_complaints`` (int). Rules, in order: the intent's rule sets queue, skill and starting priority;
+    a complaint goes to the complaint queue at least at ``complaint_min_priority``; emotions raise the
+    priority; an escalation cue (12315, 曝光, 媒体 ...) makes it P1; VIP and repeat callers are raised;
+    a non-complaint is capped at ``non_complaint_max_priority``.
+    """
+    tax = policy.taxonomy
+    intent = _get(understanding, "intent")
+    if intent is None:
+        raise ValueError("route() needs an understanding with an `intent`")
+    rule = policy.rule(str(intent))
+    if emotion is not None:
+        tax.check("emotion", emotion)
+    if dialect is not None:
+        tax.check("dialect", dialect)
+    is_complaint = _get(understanding, "is_complaint")
+    if is_complaint is None:
+        is_complaint = tax.is_complaint(intent)
+    is_complaint = bool(is_complaint)
+    reasons: list[str] = []
+
+    queue, skill, priority = rule.queue, rule.skill, rule.priority
+    reasons.append(f"intent {intent}: queue {queue}, skill {skill}, {priority}")
+    if is_complaint:
+        if queue != policy.complaint_queue:
+            reasons.append(f"complaint cue on a {intent} call: queue {policy.complaint_queue}")
+            queue = policy.complaint_queue
+        floor = _more_urgent(priority, policy.complaint_min_priority)
+        if floor != priority:
+            reasons.append(f"complaint: at least {policy.complaint_min_priority}")
+            priority = floor
+
+    raise_by = policy.priority.emotion_raise.get(emotion or "", 0)
+    if raise_by:
+        new = _raise(priority, raise_by)
+        reasons.append(f"emotion {emotion}: +{raise_by} -> {new}")
+        priority = new
+
+    cues = [c for c in _cue_names(_get(understanding, "complaint_evidence", ()) or ()) if c in policy.priority.escalation_cues]
+    if cues:
+        new = _more_urgent(priority, policy.priority.escalation_priority)
+        reasons.append(f"escalation cue {', '.join(dict.fromkeys(cues))}: {new}")
+        priority = new
+
+    if customer:
+        if _get(customer, "vip") and policy.priority.vip_raise:
+            new = _raise(priority, policy.priority.vip_raise)
+            reasons.append(f"VIP customer: +{policy.priority.vip_raise} -> {new}")
+            priority = new
+        recent = int(_get(customer, "recent_complaints", 0) or 0)
+        if policy.priority.repeat_complaints and recent >= policy.priority.repeat_complaints:
+            new = _raise(priority, 1)
+            reasons.append(f"repeat caller ({recent} recent complaints): +1 -> {new}")
+            priority = new
+
+    if not is_complaint:
+        cap = policy.priority.non_complaint_max_priority
+        if PRIORITIES.index(priority) < PRIORITIES.index(cap):
+            reasons.append(f"not a complaint: capped at {cap}")
+            priority = cap
+
+    group = policy.dialect_groups[dialect] if dialect is not None else policy.default_dialect_group
+    if dialect is not None and group != policy.default_dialect_group:
+        reasons.append(f"dialect {dialect}: {group} agents")
+    return Route(queue=queue, priority=priority, skill=skill, dialect_group=group, reasons=tuple(reasons))
+
+
+def needs_review(
+    intent_confidence: float | None,
+    complaint_confidence: float | None,
+    emotion: str | None,
+    emotion_confidence: float | None,
+    policy: Policy,
+) -> tuple[bool, tuple[str, ...]]:
+    """Whether a person should check this call, and why (dual threshold).
+
+    Review when the intent or complaint confidence is below its threshold, OR the caller's emotion is a
+    high-arousal one read with at least ``min_emotion_confidence`` (an emotion without a confidence
+    counts). A confidence of ``None`` (no model gave one) triggers nothing.
+    """
+    r = policy.review
+    reasons: list[str] = []
+    if intent_confidence is not None and intent_confidence < r.min_intent_confidence:
+        reasons.append(f"intent confidence {intent_confidence:.2f} < {r.min_intent_confidence:.2f}")
+    if complaint_confidence is not None and complaint_confidence < r.min_complaint_confidence:
+        reasons.append(f"complaint confidence {complaint_confidence:.2f} < {r.min_complaint_confidence:.2f}")
+    if emotion is not None:
+        policy.taxonomy.check("emotion", emotion)
+        if emotion in r.high_arousal_emotions and (emotion_confidence is None or emotion_confidence >= r.min_emotion_confidence):
+            conf = "" if emotion_confidence is None else f" ({emotion_confidence:.2f})"
+            reasons.append(f"high-arousal emotion {emotion}{conf}")
+    return bool(reasons), tuple(reasons)
+
+
+def missing_slots(intent: str, slots: Mapping[str, Any] | None, policy: Policy) -> tuple[str, ...]:
+    """The slots a ticket of ``intent`` needs (policy ``required_slots``) that ``slots`` lacks or leaves empty."""
+    rule = policy.rule(intent)
+    slots = slots or {}
+    return tuple(s for s in rule.required_slots if slots.get(s) in (None, "", [], {}))

@@ -1,0 +1,140 @@
+"""Text normalisation, CER and the evaluation metrics on hand-computed examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.textnorm import HAS_T2S, cer, cer_corpus, normalize_slot_value, normalize_text
+from training.metrics import (
+    accuracy,
+    binary_f1,
+    flat_metrics,
+    format_table,
+    macro_f1,
+    score,
+    slot_f1,
+    ticket_completeness,
+)
+
+
+def test_normalisation_removes_punctuation_space_and_maps_traditional():
+    assert HAS_T2S, "opencc-python-reimplemented is not installed: traditional characters are not mapped"
+    assert normalize_text("您好，這個訂單！") == "您好这个订单"
+    assert normalize_text(" Hello, ＷＯＲＬＤ 123。") == "helloworld123"
+    assert normalize_text("「退款」……還沒到?") == "退款还没到"
+    assert normalize_text(None) == ""
+
+
+def test_cer_per_character():
+    assert cer("您好，這個訂單", "您好这个订单") == 0.0
+    assert cer("我要投诉", "我要投") == pytest.approx(1 / 4)  # one deletion
+    assert cer("我要投诉", "我要头诉啊") == pytest.approx(2 / 4)  # one substitution, one insertion
+    assert cer("", "") == 0.0 and cer("，", "啊") == 1.0
+    # corpus CER weighs by reference length: (1 + 0) / (4 + 2); a traditional hypothesis matches
+    assert cer_corpus(["我要投诉", "网络"], ["我要投", "網絡"]) == pytest.approx(1 / 6)
+    with pytest.raises(ValueError, match="one hypothesis per reference"):
+        cer_corpus(["a"], [])
+
+
+def test_slot_value_normalisation():
+    assert normalize_slot_value("amount", "50.00") == normalize_slot_value("amount", "50") == "50"
+    assert normalize_slot_value("amount", "12.50") == "12.5"
+    assert normalize_slot_value("product", "iPhone 15") == normalize_slot_value("product", "IPHONE15")
+    assert normalize_slot_value("product", "電視機") == "电视机"
+
+
+def test_accuracy_and_macro_f1():
+    refs = ["a", "a", "b", "c"]
+    hyps = ["a", "b", "b", "b"]
+    assert accuracy(refs, hyps) == 0.5
+    # a: p=1 r=1/2 f=2/3; b: p=1/3 r=1 f=1/2; c: f=0  -> (2/3 + 1/2 + 0) / 3
+    assert macro_f1(refs, hyps) == pytest.approx((2 / 3 + 1 / 2) / 3)
+    # labels only predicted (never in refs) are not averaged in
+    assert macro_f1(["a", "a"], ["a", "z"]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="one prediction per reference"):
+        accuracy(["a"], [])
+
+
+def test_binary_f1():
+    r = binary_f1([True, True, False, False], [True, None, True, False])
+    assert (r["tp"], r["fp"], r["fn"]) == (1, 1, 1)
+    assert r["f1"] == pytest.approx(0.5)
+
+
+def test_slot_f1_and_completeness():
+    ref = {"1": {"order_id": "123456", "phone": "13800123456"}, "2": {"amount": "50"}, "3": {}}
+    hyp = {"1": {"order_id": "123456", "phone": "13800000000"}, "2": {"amount": "50.0"}, "3": {"product": "电视"}}
+    # triples: ref 3; hyp 4 (1 order_id ok, 1 phone wrong, 2 amount ok, 3 product spurious)
+    f = slot_f1(ref, hyp)
+    assert (f["tp"], f["n_ref_slots"], f["n_pred_slots"]) == (2, 3, 4)
+    assert f["precision"] == pytest.approx(2 / 4) and f["recall"] == pytest.approx(2 / 3)
+    assert f["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    c = ticket_completeness(ref, hyp)
+    assert c["completeness"] == pytest.approx(2 / 3)
+    assert c["complete_tickets"] == pytest.approx(1 / 2)  # record 2 complete, record 1 not; record 3 has no slots
+    assert (c["n_slots"], c["n_tickets"]) == (3, 2)
+
+
+def _pred(rid, **kw):
+    base = {"id": rid, "transcript": None, "dialect": None, "emotion": None, "slots": {}, "queue": "general",
+            "priority": "P4", "needs_review": False}
+    return {**base, **kw}
+
+
+def test_score_only_what_labels_allow():
+    records = [
+        {"id": "t1", "text": "我的快递还没到", "intent": "logistics_delay", "slots": {"order_id": "123456"}},
+        {"id": "t2", "text": "谢谢你们", "intent": "praise"},
+        {"id": "t3", "text": "怎么退货", "intent": "consultation"},
+        {"id": "t4", "text": "没有标签"},
+    ]
+    preds = [
+        _pred("t1", intent="logistics_delay", is_complaint=True, slots={"order_id": "123456"}, queue="complaint", priority="P3"),
+        _pred("t2", intent="praise", is_complaint=False, queue="feedback"),
+        {"id": "t3", "error": "intent model: RuntimeError: boom"},
+        _pred("t4", intent="consultation", is_complaint=False),
+    ]
+    rep = score(records, preds)
+    assert rep["n_records"] == 4 and rep["n_errors"] == 1
+    assert rep["intent"]["n"] == 3
+    assert rep["intent"]["accuracy"] == pytest.approx(2 / 3)  # the failed record counts as wrong
+    assert rep["intent"]["confusion"]["consultation"] == {"null": 1}
+    assert rep["complaint"]["n"] == 3 and rep["complaint"]["f1"] == 1.0
+    assert rep["slots"]["n"] == 1 and rep["slots"]["f1"] == 1.0
+    for absent in ("cer", "dialect", "emotion"):
+        assert absent not in rep and absent in rep["skipped"]
+    assert rep["decisions"]["queues"] == {"complaint": 1, "feedback": 1, "general": 1}
+    table = format_table(rep)
+    assert "intent accuracy" in table and "0.6667" in table and "not scored: cer" in table
+    assert flat_metrics(rep)["intent_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_score_cer_per_dialect_and_speech_labels():
+    records = [
+        {"id": "a1", "audio": "a1.wav", "text": "我要投诉", "dialect": "mandarin", "emotion": "angry"},
+        {"id": "a2", "audio": "a2.wav", "text": "您好，這個訂單", "dialect": "cantonese", "emotion": "neutral"},
+        {"id": "a3", "audio": "a3.wav", "text": "快递", "dialect": "cantonese", "emotion": "neutral"},
+        {"id": "m1", "text": "文字消息", "dialect": "mandarin", "emotion": "sad"},  # text: no speech scoring
+    ]
+    preds = [
+        _pred("a1", transcript="我要投", dialect="mandarin", emotion="angry"),
+        _pred("a2", transcript="您好这个订单", dialect="mandarin", emotion="neutral"),
+        {"id": "a3", "error": "AudioError: a3.wav: file not found"},
+        _pred("m1"),
+    ]
+    rep = score(records, preds)
+    c = rep["cer"]
+    # mandarin 1/4; cantonese: a2 0/6 edits, a3 failed -> empty transcript, 2/2 -> 2/8
+    assert c["per_dialect"]["mandarin"]["cer"] == pytest.approx(1 / 4)
+    assert c["per_dialect"]["cantonese"]["cer"] == pytest.approx(2 / 8)
+    assert c["cer"] == pytest.approx(3 / 12) and c["n"] == 3
+    assert rep["dialect"]["n"] == 3 and rep["dialect"]["accuracy"] == pytest.approx(1 / 3)
+    assert rep["emotion"]["accuracy"] == pytest.approx(2 / 3)
+    assert rep["emotion"]["macro_f1"] == pytest.approx((1 + 2 / 3) / 2)  # angry 1; neutral p=1 r=1/2
+
+
+def test_score_skips_speech_metrics_without_speech_models():
+    records = [{"id": "a1", "audio": "a1.wav", "text": "我要投诉", "dialect": "wu", "emotion": "angry"}]
+    rep = score(records, [_pred("a1", text_source="reference", intent="praise")])
+    assert "no speech recogniser" in rep["skipped"]["cer"]
+    assert "dialect" in rep["skipped"] and "emotion" in rep["skipped"]
