@@ -1,0 +1,301 @@
+"""The compact default intent model: characters -> embeddings -> CNN -> BiGRU -> intent + BIO slot tags.
+
+Trained from scratch on the synthetic corpus in minutes on a CPU. One network does both jobs: the
+intent head reads masked mean+max pooled BiGRU states, the tagger reads every character's state.
+The vocabulary comes from the training text, plus ``<pad>``, ``<unk>`` and the characters numbers are
+written with (Arabic digits, Chinese numerals, units), which are always in it.
+
+Saved directory::
+
+    config.json          {"backend": "char", "labels": {...}, "model": {...}, "temperature": T, ...}
+    vocab.json           the characters, id = index
+    weights.safetensors  the network's state dict
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import zlib
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.intent.understand import CONFIG_FILE, Example, LabelMaps, Understanding, read_model_config, understand
+
+BACKEND = "char"
+VOCAB_FILE = "vocab.json"
+WEIGHTS_FILE = "weights.safetensors"
+PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1
+IGNORE_INDEX = -100  # tag label of padding and of examples without spans
+PREDICT_BATCH = 64  # texts per forward pass in ``predict``
+# Characters numbers, amounts and model names are written with: always in the vocabulary.
+ALWAYS_IN_VOCAB = string.digits + string.ascii_letters + ".-+#" + "零〇一二三四五六七八九十百千万亿幺两点块元毛角分"
+
+
+@dataclass(frozen=True)
+class CharModelConfig:
+    embed_dim: int = 128  # character embedding size
+    conv_channels: int = 128  # channels of the 1-D convolution over characters (0: no convolution)
+    conv_kernel: int = 3  # characters the convolution sees at once
+    hidden: int = 128  # GRU hidden size per direction
+    layers: int = 1  # stacked BiGRU layers
+    dropout: float = 0.2  # dropout on embeddings and GRU outputs
+    pool_conv: bool = True  # the intent head also reads the max-pooled convolution (n-gram keyword detectors)
+    ngram_buckets: int = 0  # > 0: a second intent expert, a bag of hashed character 2- and 3-grams (fastText-like)
+    ngram_dim: int = 64  # size of the n-gram embeddings
+    max_chars: int = 256  # longer texts are cut (the tail gets no slot tags)
+    slot_loss_weight: float = 1.0  # weight of the tagging loss next to the intent loss
+    unk_dropout: float = 0.02  # training only: share of characters replaced by <unk> (robust to unseen chars)
+
+
+def normalize_char(c: str) -> str:
+    """One character in the form the vocabulary stores (full-width -> half-width); always one character."""
+    n = unicodedata.normalize("NFKC", c)
+    return n if len(n) == 1 else c
+
+
+@dataclass(frozen=True)
+class CharVocab:
+    chars: tuple[str, ...]  # id -> character; ids 0 and 1 are <pad> and <unk>
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_count: int = 1) -> "CharVocab":
+        counts = Counter(normalize_char(c) for t in texts for c in t)
+        seen = sorted(c for c, n in counts.items() if n >= min_count and c not in ALWAYS_IN_VOCAB)
+        return cls((PAD, UNK, *ALWAYS_IN_VOCAB, *seen))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    @property
+    def index(self) -> dict[str, int]:
+        idx = self.__dict__.get("_index")
+        if idx is None:
+            idx = {c: i for i, c in enumerate(self.chars)}
+            object.__setattr__(self, "_index", idx)
+        return idx
+
+    def encode(self, text: str) -> list[int]:
+        idx = self.index
+        return [idx.get(normalize_char(c), 1) for c in text]
+
+
+def hashed_ngrams(text: str, buckets: int) -> list[int]:
+    """Bucket ids of the character 2- and 3-grams of ``text`` (crc32, stable across runs); [0] for tiny texts."""
+    t = "".join(normalize_char(c) for c in text)
+    grams = [t[i : i + n] for n in (2, 3) for i in range(len(t) - n + 1)]
+    return [zlib.crc32(g.encode("utf-8")) % buckets for g in grams] or [0]
+
+
+class CharIntentNet(nn.Module):
+    """Joint intent classifier and BIO tagger over characters."""
+
+    def __init__(self, vocab_size: int, n_intents: int, n_tags: int, cfg: CharModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
+        width = cfg.embed_dim
+        self.conv = None
+        if cfg.conv_channels > 0:
+            self.conv = nn.Conv1d(cfg.embed_dim, cfg.conv_channels, cfg.conv_kernel, padding=cfg.conv_kernel // 2)
+            width = cfg.embed_dim + cfg.conv_channels
+        self.gru = nn.GRU(
+            width, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        states = 2 * cfg.hidden
+        pooled = 2 * states + (cfg.conv_channels if (cfg.pool_conv and self.conv is not None) else 0)
+        self.intent_head = nn.Sequential(
+            nn.Linear(pooled, states), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(states, n_intents)
+        )
+        self.tag_head = nn.Linear(states, n_tags)
+        self.ngrams = None
+        if cfg.ngram_buckets > 0:
+            self.ngrams = nn.EmbeddingBag(cfg.ngram_buckets, cfg.ngram_dim, mode="mean")
+            self.ngram_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.ngram_dim, n_intents))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        intent_labels: torch.Tensor | None = None,
+        tag_labels: torch.Tensor | None = None,
+        ngram_ids: torch.Tensor | None = None,
+        ngram_offsets: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Logits for ``input_ids`` (batch x chars); with labels also ``loss`` (intent CE + weighted tag CE).
+
+        ``ngram_ids``/``ngram_offsets``: the hashed n-grams of each text, flat, as ``nn.EmbeddingBag`` takes them."""
+        mask = attention_mask.bool()
+        lengths = mask.sum(1).clamp(min=1)
+        x = self.drop(self.embed(input_ids))
+        pools = []
+        if self.conv is not None:
+            c = F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
+            x = torch.cat([x, c], dim=-1)
+            if self.cfg.pool_conv:
+                pools.append(self.drop(c.masked_fill(~mask.unsqueeze(-1), torch.finfo(c.dtype).min).max(1).values))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = self.gru(packed)
+        h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=input_ids.shape[1])
+        h = self.drop(h)
+        m = mask.unsqueeze(-1).to(h.dtype)
+        mean = (h * m).sum(1) / lengths.unsqueeze(-1).to(h.dtype)
+        mx = h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).max(1).values
+        experts = [self.intent_head(torch.cat([mean, mx, *pools], dim=-1))]
+        if self.ngrams is not None and ngram_ids is not None:
+            experts.append(self.ngram_head(self.ngrams(ngram_ids, ngram_offsets)))
+        # a product of experts: each expert learns on its own loss, their log-probabilities add up
+        log_probs = [F.log_softmax(e, dim=-1) for e in experts]
+        out = {"intent_logits": torch.stack(log_probs).sum(0), "tag_logits": self.tag_head(h)}
+        if intent_labels is not None:
+            loss = sum(F.nll_loss(lp, intent_labels) for lp in log_probs)
+            if tag_labels is not None and (tag_labels != IGNORE_INDEX).any():
+                tag_loss = F.cross_entropy(
+                    out["tag_logits"].flatten(0, 1), tag_labels.flatten(), ignore_index=IGNORE_INDEX
+                )
+                loss = loss + self.cfg.slot_loss_weight * tag_loss
+            out["loss"] = loss
+        return out
+
+
+class CharIntentModel:
+    """The ``"char"`` backend of :class:`~models.intent.understand.IntentModel`."""
+
+    backend = BACKEND
+
+    def __init__(
+        self, net: CharIntentNet, vocab: CharVocab, labels: LabelMaps, config: CharModelConfig, temperature: float = 1.0
+    ):
+        self.net = net  # the torch module (train it with training/loop.py; forward returns a dict with "loss")
+        self.vocab = vocab
+        self.labels = labels
+        self.config = config
+        self.temperature = float(temperature)  # intent logits are divided by this (fitted on validation data)
+        self.gazetteer: dict[str, tuple[str, ...]] = {}  # known values of text slots (products seen in training)
+
+    @classmethod
+    def create(
+        cls, train_texts: Iterable[str], labels: LabelMaps, config: CharModelConfig = CharModelConfig()
+    ) -> "CharIntentModel":
+        """An untrained model whose vocabulary is built from ``train_texts``."""
+        vocab = CharVocab.build(train_texts)
+        net = CharIntentNet(len(vocab), len(labels.intents), len(labels.bio_tags), config)
+        return cls(net, vocab, labels, config)
+
+    # -- batches ---------------------------------------------------------------------------------
+    def collate(
+        self, examples: Sequence[Example], train: bool = False, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Tensors for a batch of examples (``train``: apply <unk> dropout)."""
+        cut = self.config.max_chars
+        ids = [self.vocab.encode(e.text[:cut]) or [1] for e in examples]
+        width = max(len(i) for i in ids)
+        input_ids = torch.zeros(len(ids), width, dtype=torch.long)
+        mask = torch.zeros(len(ids), width, dtype=torch.long)
+        tags = torch.full((len(ids), width), IGNORE_INDEX, dtype=torch.long)
+        for r, (e, i) in enumerate(zip(examples, ids)):
+            input_ids[r, : len(i)] = torch.tensor(i)
+            mask[r, : len(i)] = 1
+            if e.tag_ids is not None:
+                t = e.tag_ids[:cut]
+                tags[r, : len(t)] = torch.tensor(t, dtype=torch.long)
+        if train and self.config.unk_dropout > 0:
+            drop = (torch.rand(input_ids.shape, generator=generator) < self.config.unk_dropout) & mask.bool()
+            input_ids = input_ids.masked_fill(drop, 1)
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "intent_labels": torch.tensor([e.intent_id for e in examples], dtype=torch.long),
+            "tag_labels": tags,
+        }
+        if self.config.ngram_buckets > 0:
+            grams = [hashed_ngrams(e.text[:cut], self.config.ngram_buckets) for e in examples]
+            batch["ngram_ids"] = torch.tensor([g for gs in grams for g in gs], dtype=torch.long)
+            batch["ngram_offsets"] = torch.tensor([0, *np.cumsum([len(g) for g in grams])[:-1]], dtype=torch.long)
+        return batch
+
+    # -- inference -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def scores(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(intent logits: texts x intents, per text the tag log-probs: len(text) x tags)."""
+        self.net.eval()
+        device = next(self.net.parameters()).device
+        logits, tag_lp = [], []
+        for b in range(0, len(texts), PREDICT_BATCH):
+            chunk = list(texts[b : b + PREDICT_BATCH])
+            batch = self.collate([Example(t, 0, None) for t in chunk])
+            batch.pop("intent_labels")
+            batch.pop("tag_labels")
+            out = self.net(**{k: v.to(device) for k, v in batch.items()})
+            logits.append(out["intent_logits"].float().cpu().numpy())
+            lp = F.log_softmax(out["tag_logits"].float(), dim=-1).cpu().numpy()
+            for r, t in enumerate(chunk):
+                n = min(len(t), self.config.max_chars)
+                rows = lp[r, :n]
+                if len(t) > n:  # characters past max_chars are tagged O
+                    tail = np.full((len(t) - n, lp.shape[-1]), -1e4)
+                    tail[:, self.labels.bio_tags.index("O")] = 0.0
+                    rows = np.concatenate([rows, tail])
+                tag_lp.append(rows)
+        n_int = len(self.labels.intents)
+        return (np.concatenate(logits) if logits else np.zeros((0, n_int))), tag_lp
+
+    def predict(self, texts: list[str]) -> list[Understanding]:
+        logits, tag_lp = self.scores(texts)
+        return [
+            understand(t, z, lp, self.labels, self.temperature, self.gazetteer) for t, z, lp in zip(texts, logits, tag_lp)
+        ]
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        config = {
+            "backend": BACKEND,
+            "labels": self.labels.to_json(),
+            "model": asdict(self.config),
+            "temperature": self.temperature,
+            "gazetteer": {k: list(v) for k, v in self.gazetteer.items()},
+            "vocab_size": len(self.vocab),
+        }
+        (d / CONFIG_FILE).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+        (d / VOCAB_FILE).write_text(json.dumps(list(self.vocab.chars), ensure_ascii=False), encoding="utf-8")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        save_file(state, str(d / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "CharIntentModel":
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        config = read_model_config(d)
+        if config.get("backend") != BACKEND:
+            raise ValueError(
+                f"{d / CONFIG_FILE} says backend {config.get('backend')!r}; use load_intent_model({str(d)!r})"
+            )
+        for name in (VOCAB_FILE, WEIGHTS_FILE):
+            if not (d / name).is_file():
+                raise FileNotFoundError(
+                    f"{d / name} is missing: the model directory is incomplete; re-save or retrain it"
+                )
+        vocab = CharVocab(tuple(json.loads((d / VOCAB_FILE).read_text(encoding="utf-8"))))
+        labels = LabelMaps.from_json(config["labels"])
+        cfg = CharModelConfig(**config["model"])
+        net = CharIntentNet(len(vocab), len(labels.intents), len(labels.bio_tags), cfg)
+        net.load_state_dict(load_file(str(d / WEIGHTS_FILE)))
+        net.to(device).eval()
+        model = cls(net, vocab, labels, cfg, config.get("temperature", 1.0))
+        model.gazetteer = {k: tuple(v) for k, v in config.get("gazetteer", {}).items()}
+        return model

@@ -1,0 +1,415 @@
+"""Understanding a caller's text: intent, complaint decision and ticket slots, behind one interface.
+
+Two backends implement :class:`IntentModel`: the compact character model trained from scratch
+(``models/intent/charmodel.py``, backend ``"char"``) and a fine-tuned Hugging Face encoder
+(``models/intent/hf_backend.py``, backend ``"hf"``). Both produce intent logits and per-character BIO tag
+log-probabilities; everything after that is shared here:
+
+1. intent probabilities = softmax(logits / T), T fitted on validation data (``models/calibration.py``);
+2. BIO tags decoded with a constrained Viterbi (no ``I-x`` without ``B-x``/``I-x`` before it) into spans;
+3. each span's surface normalised by ITN (``normalize_slot``); implausible values (a phone that is not 11
+   digits) are dropped; number spans found by rules (``find_number_spans``) fill slots the tagger missed;
+4. complaint = complaint intent OR a strong cue (``models/intent/cues.py``), with the evidence for both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from models.calibration import softmax
+from models.intent.cues import decide_complaint, find_cues
+from models.taxonomy import DEFAULT_TAXONOMY, Taxonomy
+
+CONFIG_FILE = "config.json"  # every saved model directory has one; its "backend" key picks the loader
+PYFUNC_ARTIFACT = "intent_model"  # inside a logged MLflow model: artifacts/<this>/ is the saved model directory
+BACKENDS = {  # backend name -> "module:class" with a classmethod ``load(directory)``
+    "char": "models.intent.charmodel:CharIntentModel",
+    "hf": "models.intent.hf_backend:HFIntentModel",
+}
+# Near-pinyin merges (Southern and Southwestern accents, frequent recogniser confusions): zh/z, n/l, in/ing ...
+PINYIN_INITIAL_MERGE = {"zh": "z", "ch": "c", "sh": "s", "n": "l", "r": "l", "f": "h"}
+PINYIN_FINAL_MERGE = {"ing": "in", "eng": "en", "ang": "an", "iang": "ian", "uang": "uan", "ong": "eng"}
+PINYIN_INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r", "z", "c", "s", "y", "w")
+GAZETTEER_MAX_EDIT_SHARE = 0.34  # a value snaps to a known one within this share of syllable edits (at least 1)
+RULE_SLOT_CONFIDENCE = 0.5  # slot_confidence of a slot filled by the number rules, not the tagger
+MIN_ORDER_ID_DIGITS = 6  # an order number shorter than this is not plausible
+MAX_ORDER_ID_DIGITS = 30
+_PHONE_RE = re.compile(r"1\d{10}")
+CONTEXT_WINDOW = 8  # characters before a number searched for a word saying what it is
+# Words before a digit string that say which slot it fills (the rule fallback reads them; nearest wins).
+CONTEXT_WORDS = {
+    "order_id": ("订单", "单号", "运单", "快递单", "张单", "编号", "订单编号", "单号码"),
+    "phone": ("电话", "手机", "联系方式", "打我", "回电", "致电", "联系我"),
+}
+_AMOUNT_RE = re.compile(r"\d+(\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Understanding:
+    intent: str  # the most probable intent label (taxonomy name)
+    intent_confidence: float  # calibrated probability of ``intent``
+    intent_probs: dict[str, float]  # calibrated probability of every intent
+    is_complaint: bool  # the intent is a complaint intent OR a strong complaint cue fired
+    complaint_confidence: float  # probability that ``is_complaint`` is right (model and cues combined)
+    complaint_evidence: tuple[str, ...]  # e.g. ("intent:logistics_delay", "cue:投诉", "cue:12315")
+    slots: dict[str, str]  # slot name -> value normalised by ITN (EVALUATION.md values)
+    slot_spans: tuple[tuple[str, int, int, str], ...]  # (slot, start, end, surface) in the input text
+    slot_confidence: dict[str, float]  # slot name -> confidence (RULE_SLOT_CONFIDENCE when rules filled it)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["complaint_evidence"] = list(self.complaint_evidence)
+        d["slot_spans"] = [list(s) for s in self.slot_spans]
+        return d
+
+
+@runtime_checkable
+class IntentModel(Protocol):
+    def predict(self, texts: list[str]) -> list[Understanding]: ...
+
+    def save(self, directory: str | Path) -> None: ...
+
+
+@dataclass(frozen=True)
+class LabelMaps:
+    """The label spaces a model was trained with (saved with it, so a model never depends on the code's taxonomy)."""
+
+    intents: tuple[str, ...]  # class id -> intent name
+    complaint_intents: tuple[str, ...]  # the intents that are complaints
+    bio_tags: tuple[str, ...]  # tag id -> "O" | "B-<slot>" | "I-<slot>"
+
+    @classmethod
+    def from_taxonomy(cls, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> "LabelMaps":
+        return cls(taxonomy.intent_names, taxonomy.complaint_intents, taxonomy.bio_tags)
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        return tuple(t[2:] for t in self.bio_tags if t.startswith("B-"))
+
+    def intent_id(self, name: str) -> int:
+        try:
+            return self.intents.index(name)
+        except ValueError:
+            raise ValueError(f"unknown intent {name!r}; this model knows {', '.join(self.intents)}") from None
+
+    def to_json(self) -> dict:
+        return {k: list(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "LabelMaps":
+        return cls(tuple(d["intents"]), tuple(d["complaint_intents"]), tuple(d["bio_tags"]))
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example for either backend."""
+
+    text: str  # the utterance as the model sees it (clean or ASR-noised)
+    intent_id: int  # index into LabelMaps.intents
+    tag_ids: tuple[int, ...] | None  # BIO tag id per character of ``text``; None when the record has no spans
+
+
+# -- BIO -------------------------------------------------------------------------------------------
+def char_tags(text: str, spans: Sequence[Sequence], bio_tags: Sequence[str]) -> list[int]:
+    """Tag ids per character of ``text`` for labelled spans ``(slot, start, end, ...)`` (unknown slots are O)."""
+    index = {t: i for i, t in enumerate(bio_tags)}
+    tags = [index["O"]] * len(text)
+    for s in spans:
+        slot, start, end = s[0], int(s[1]), int(s[2])
+        if f"B-{slot}" not in index or not (0 <= start < end <= len(text)):
+            continue
+        tags[start] = index[f"B-{slot}"]
+        for i in range(start + 1, end):
+            tags[i] = index[f"I-{slot}"]
+    return tags
+
+
+def decode_bio(tags: Sequence[str], confidences: Sequence[float] | None = None) -> list[tuple[str, int, int, float]]:
+    """Spans ``(slot, start, end, confidence)`` from a BIO tag sequence.
+
+    ``B-x`` opens a span; ``I-x`` continues a span of the same slot, or opens one when it follows ``O`` or
+    another slot (lenient, like conlleval). Confidence is the mean of the per-character confidences (1 when
+    none are given).
+    """
+    spans: list[tuple[str, int, int, float]] = []
+    cur: list = []  # [slot, start]
+
+    def close(end: int) -> None:
+        if cur:
+            conf = 1.0 if confidences is None else float(np.mean(confidences[cur[1] : end]))
+            spans.append((cur[0], cur[1], end, conf))
+            cur.clear()
+
+    for i, tag in enumerate(tags):
+        if tag.startswith("B-"):
+            close(i)
+            cur[:] = [tag[2:], i]
+        elif tag.startswith("I-"):
+            if not cur or cur[0] != tag[2:]:
+                close(i)
+                cur[:] = [tag[2:], i]
+        else:
+            close(i)
+    close(len(tags))
+    return spans
+
+
+def _transitions(bio_tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(allowed start tags, allowed transitions prev x next) for BIO: I-x only after B-x or I-x."""
+    n = len(bio_tags)
+    start = np.array([not t.startswith("I-") for t in bio_tags])
+    trans = np.ones((n, n), dtype=bool)
+    for j, t in enumerate(bio_tags):
+        if t.startswith("I-"):
+            slot = t[2:]
+            trans[:, j] = [p in (f"B-{slot}", f"I-{slot}") for p in bio_tags]
+    return start, trans
+
+
+def viterbi_bio(log_probs: np.ndarray, bio_tags: Sequence[str]) -> list[int]:
+    """The most probable tag sequence under per-character ``log_probs`` (chars x tags) that is valid BIO."""
+    n_chars = log_probs.shape[0]
+    if n_chars == 0:
+        return []
+    start, trans = _transitions(tuple(bio_tags))
+    neg = -1e9
+    score = np.where(start, log_probs[0], neg)
+    back = np.zeros((n_chars, len(bio_tags)), dtype=np.int64)
+    penalty = np.where(trans, 0.0, neg)
+    for i in range(1, n_chars):
+        total = score[:, None] + penalty
+        back[i] = total.argmax(axis=0)
+        score = total.max(axis=0) + log_probs[i]
+    best = [int(score.argmax())]
+    for i in range(n_chars - 1, 0, -1):
+        best.append(int(back[i, best[-1]]))
+    return best[::-1]
+
+
+# -- pinyin --------------------------------------------------------------------------------------
+@lru_cache(maxsize=50000)
+def toneless_pinyin(char: str) -> str:
+    """The pinyin of one character without tone ("诉" -> "su"), "" for non-Chinese characters."""
+    from pypinyin import Style, lazy_pinyin
+
+    p = lazy_pinyin(char, style=Style.NORMAL, errors="ignore")
+    return p[0] if p and p[0].isalpha() else ""
+
+
+def fuzzy_pinyin_key(pinyin: str) -> str:
+    """A key under which near-sounding syllables meet: "zhi" and "zi" -> "z|i", "ning" and "lin" -> "l|in"."""
+    initial = next((i for i in PINYIN_INITIALS if pinyin.startswith(i)), "")
+    final = pinyin[len(initial) :]
+    return PINYIN_INITIAL_MERGE.get(initial, initial) + "|" + PINYIN_FINAL_MERGE.get(final, final)
+
+
+def _sound(text: str) -> tuple[str, ...]:
+    return tuple(fuzzy_pinyin_key(toneless_pinyin(c)) if toneless_pinyin(c) else c for c in text)
+
+
+def _edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def snap_to_known(value: str, known: Sequence[str]) -> tuple[str, float]:
+    """``value`` replaced by the known value that sounds closest (recognition errors, a measure word caught in
+    the span), with a similarity in [0, 1]; ``value`` itself with 1.0 when it is known or nothing is close.
+
+    Closeness is the edit distance over syllables compared by :func:`fuzzy_pinyin_key`; a snap needs at most
+    ``GAZETTEER_MAX_EDIT_SHARE`` of the known value's syllables edited (at least one) and a unique best match.
+    """
+    if not known or value in known:
+        return value, 1.0
+    sound = _sound(value)
+    scored = sorted((_edit_distance(sound, _sound(k)), k) for k in known)
+    best_d, best = scored[0]
+    if best_d > max(1, round(GAZETTEER_MAX_EDIT_SHARE * len(best))):
+        return value, 1.0
+    if len(scored) > 1 and scored[1][0] == best_d:
+        return value, 1.0  # ambiguous
+    return best, 1.0 - best_d / max(len(best), len(value))
+
+
+# -- slots -----------------------------------------------------------------------------------------
+def plausible(slot: str, value: str | None) -> bool:
+    """Whether a normalised slot value looks like a real one (EVALUATION.md formats)."""
+    if not value:
+        return False
+    if slot == "phone":
+        return bool(_PHONE_RE.fullmatch(value))
+    if slot == "order_id":
+        return value.isdigit() and MIN_ORDER_ID_DIGITS <= len(value) <= MAX_ORDER_ID_DIGITS
+    if slot == "amount":
+        return bool(_AMOUNT_RE.fullmatch(value))
+    return bool(value.strip())
+
+
+def context_kind(text: str, start: int, kind: str) -> str:
+    """The slot a rule-found digit string at ``start`` fills: the nearest context word before it decides
+    (订单号 ... -> order_id, 电话 ... -> phone); without one, ITN's guess ``kind`` stands."""
+    if kind not in CONTEXT_WORDS:
+        return kind
+    window = text[max(0, start - CONTEXT_WINDOW) : start]
+    best, best_pos = kind, -1
+    for slot, words in CONTEXT_WORDS.items():
+        for w in words:
+            pos = window.rfind(w)
+            if pos >= 0 and pos + len(w) > best_pos:
+                best, best_pos = slot, pos + len(w)
+    return best
+
+
+def fill_slots(
+    text: str,
+    spans: Sequence[tuple[str, int, int, float]],
+    slots: Sequence[str],
+    gazetteer: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[dict[str, str], tuple[tuple[str, int, int, str], ...], dict[str, float]]:
+    """Slots from tagged spans (ITN-normalised, implausible ones dropped), then number rules for the rest.
+
+    Per slot the most confident plausible span wins. Text slots with a ``gazetteer`` entry (known values,
+    e.g. products seen in training) snap to the known value that sounds closest (:func:`snap_to_known`).
+    Returns (values, spans with surfaces, confidences).
+    """
+    from models.intent.itn import find_number_spans, normalize_slot
+
+    values: dict[str, str] = {}
+    chosen: dict[str, tuple[str, int, int, str]] = {}
+    conf: dict[str, float] = {}
+    for slot, start, end, c in sorted(spans, key=lambda s: -s[3]):
+        if slot in values or slot not in slots:
+            continue
+        surface = text[start:end]
+        value = normalize_slot(slot, surface)
+        if plausible(slot, value):
+            similarity = 1.0
+            if gazetteer and gazetteer.get(slot):
+                value, similarity = snap_to_known(value, gazetteer[slot])
+            values[slot], chosen[slot], conf[slot] = value, (slot, start, end, surface), float(c) * similarity
+    taken = [(s[1], s[2]) for s in chosen.values()]
+    for kind, start, end, value in find_number_spans(text):
+        kind = context_kind(text, start, kind)
+        if kind not in slots or kind in values or not plausible(kind, value):
+            continue
+        if any(start < e and s < end for s, e in taken):
+            continue
+        values[kind], chosen[kind], conf[kind] = value, (kind, start, end, text[start:end]), RULE_SLOT_CONFIDENCE
+        taken.append((start, end))
+    order = sorted(chosen.values(), key=lambda s: s[1])
+    return {s[0]: values[s[0]] for s in order}, tuple(order), {s[0]: conf[s[0]] for s in order}
+
+
+# -- the shared decision ---------------------------------------------------------------------------
+def understand(
+    text: str,
+    intent_logits: np.ndarray,
+    tag_log_probs: np.ndarray,
+    labels: LabelMaps,
+    temperature: float = 1.0,
+    gazetteer: Mapping[str, Sequence[str]] | None = None,
+) -> Understanding:
+    """One :class:`Understanding` from a backend's raw scores for ``text``.
+
+    ``intent_logits``: (intents,); ``tag_log_probs``: (len(text), tags) log-probabilities per character;
+    ``gazetteer``: known values per text slot (see :func:`fill_slots`).
+    """
+    probs = softmax(np.asarray(intent_logits, dtype=np.float64)[None], temperature)[0]
+    best = int(probs.argmax())
+    intent_probs = {name: float(p) for name, p in zip(labels.intents, probs)}
+    lp = np.asarray(tag_log_probs, dtype=np.float64)
+    if lp.shape[0] != len(text):
+        raise ValueError(f"tag scores cover {lp.shape[0]} characters but the text has {len(text)}")
+    tag_ids = viterbi_bio(lp, labels.bio_tags)
+    char_conf = np.exp(lp[np.arange(len(tag_ids)), tag_ids]) if tag_ids else np.zeros(0)
+    spans = decode_bio([labels.bio_tags[t] for t in tag_ids], char_conf)
+    slots, slot_spans, slot_conf = fill_slots(text, spans, labels.slots, gazetteer)
+    decision = decide_complaint(labels.intents[best], intent_probs, labels.complaint_intents, find_cues(text))
+    return Understanding(
+        intent=labels.intents[best],
+        intent_confidence=float(probs[best]),
+        intent_probs=intent_probs,
+        is_complaint=decision.is_complaint,
+        complaint_confidence=decision.confidence,
+        complaint_evidence=decision.evidence,
+        slots=slots,
+        slot_spans=slot_spans,
+        slot_confidence=slot_conf,
+    )
+
+
+# -- saved models ----------------------------------------------------------------------------------
+def resolve_model_dir(directory: str | Path) -> Path:
+    """The saved model directory: ``directory`` itself, or the one inside a downloaded MLflow model
+    (``artifacts/intent_model/``), so ``mlflow.artifacts.download_artifacts("models:/intent@champion")`` loads too."""
+    d = Path(directory)
+    if (d / CONFIG_FILE).is_file():
+        return d
+    inner = d / "artifacts" / PYFUNC_ARTIFACT
+    if (inner / CONFIG_FILE).is_file():
+        return inner
+    found = sorted((d / "artifacts").glob(f"*/{CONFIG_FILE}")) if (d / "artifacts").is_dir() else []
+    if len(found) == 1:  # MLflow keeps the logged folder's own name
+        return found[0].parent
+    raise FileNotFoundError(
+        f"{d / CONFIG_FILE} not found: {d} is not a saved intent model directory "
+        f"(train one with `hotline train intent`, or pass the folder that holds {CONFIG_FILE})"
+    )
+
+
+def read_model_config(directory: str | Path) -> dict:
+    return json.loads((resolve_model_dir(directory) / CONFIG_FILE).read_text(encoding="utf-8"))
+
+
+def load_intent_model(directory: str | Path) -> IntentModel:
+    """Load a saved intent model directory; ``config.json``'s ``backend`` says which implementation reads it."""
+    import importlib
+
+    d = resolve_model_dir(directory)
+    backend = read_model_config(d).get("backend")
+    if backend not in BACKENDS:
+        raise ValueError(f"{d / CONFIG_FILE}: unknown backend {backend!r}; known backends: {', '.join(BACKENDS)}")
+    module, cls = BACKENDS[backend].split(":")
+    return getattr(importlib.import_module(module), cls).load(d)
+
+
+# -- MLflow pyfunc ---------------------------------------------------------------------------------
+def _pyfunc_class() -> type:
+    import mlflow.pyfunc
+
+    class IntentPyfuncModel(mlflow.pyfunc.PythonModel):
+        """MLflow pyfunc flavour of a saved intent model: a list of texts in (MLflow turns a one-column
+        DataFrame into one), one :meth:`Understanding.to_dict` per text out."""
+
+        def load_context(self, context) -> None:
+            self.model = load_intent_model(context.artifacts[PYFUNC_ARTIFACT])
+
+        def predict(self, context, model_input: list[str], params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+            texts = [model_input] if isinstance(model_input, str) else [str(t) for t in model_input]
+            return [u.to_dict() for u in self.model.predict(texts)]
+
+    IntentPyfuncModel.__module__ = __name__
+    IntentPyfuncModel.__qualname__ = IntentPyfuncModel.__name__
+    return IntentPyfuncModel
+
+
+def __getattr__(name: str):
+    # IntentPyfuncModel subclasses mlflow.pyfunc.PythonModel: built on first use so that importing this
+    # module does not import mlflow; cached so MLflow pickles it by reference to this module.
+    if name == "IntentPyfuncModel":
+        cls = _pyfunc_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

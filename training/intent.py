@@ -1,0 +1,503 @@
+"""``hotline train intent``: train, calibrate, evaluate, log and register the intent + slot model.
+
+    hotline train intent --config training/configs/intent.yaml [key=value ...]
+    python -m training.intent --config training/configs/intent_hf.yaml model.pretrained=/path/to/bert
+
+Steps of :func:`main`:
+ 1. parse arguments and compose the config
+ 2. seed everything
+ 3. data: generate text utterances from ``data/synth/text.py`` on held-out template splits (or read
+    ``<data.corpus_dir>/{train,validation,test}.jsonl``); mix clean and ASR-noised text
+ 4. model: the backend ``model.backend`` names (``char``: from scratch; ``hf``: fine-tune an encoder)
+ 5. fit with ``training/loop.py`` (early stopping on the validation score)
+ 6. calibrate: temperature scaling on validation logits; ECE before/after
+ 7. evaluate on the test split, clean and ASR-noised: intent accuracy and macro-F1, slot F1, ticket
+    completeness, complaint F1, ECE
+ 8. log plots (confusion matrix, per-class F1) and the worst-errors table
+ 9. save the model directory and log it as the run's ``model`` artifact
+10. register it and promote it to ``@champion`` if its validation metric beats the champion's
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from data.asr_noise import AsrNoiseOptions, add_asr_noise
+from models.calibration import (
+    DEFAULT_ECE_BINS,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    softmax,
+)
+from models.intent.understand import Example, LabelMaps, Understanding, char_tags, understand
+from models.taxonomy import DEFAULT_TAXONOMY, DIALECTS, Taxonomy
+from training.config import CONFIG_ROOT, ConfigDict, ConfigError, load_config, to_dataclass
+
+DEFAULT_CONFIG = CONFIG_ROOT / "intent.yaml"
+REPO_ROOT = CONFIG_ROOT.parent.parent
+SPLITS = ("train", "validation", "test")
+MODEL_ARTIFACT = "model"  # the run's artifact folder holding the saved model directory
+
+
+# -- config ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IntentDataConfig:
+    corpus_dir: str | None = None  # folder with {train,validation,test}.jsonl; None = generate text
+    n_train: int = 20000  # generated training utterances
+    n_validation: int = 2000  # generated validation utterances
+    n_test: int = 2000  # generated test utterances
+    seed: int = 0  # template split and utterance draws
+    noise_prob: float = 0.5  # share of training/validation utterances given simulated ASR errors
+    clause_splice: float = 0.5  # training only: share of utterances that also give a clause-spliced copy
+    noise: AsrNoiseOptions = field(default_factory=AsrNoiseOptions)  # the simulated ASR errors
+    batch_size: int = 64  # training batch size
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    method: Literal["lbfgs", "grid"] = "lbfgs"  # how the temperature is fitted
+    ece_bins: int = DEFAULT_ECE_BINS  # bins of the expected calibration error
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    noise_seed: int = 1234  # seed of the ASR-noised copy of the test split
+    worst_errors: int = 100  # rows in the worst-errors table
+    promote_metric: str = "val_score"  # validation metric the registry compares with the champion's
+
+
+# -- data ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Labelled:
+    """One utterance with its labels."""
+
+    text: str
+    intent: str
+    slots: dict[str, str]  # gold slot values (EVALUATION.md normalised)
+    spans: tuple[tuple[str, int, int], ...] | None  # gold slot spans in ``text``; None when unknown
+    is_complaint: bool
+    template_id: str | None = None  # generated text: the template (held-out split unit)
+
+
+def _noised(u: Labelled, rng: random.Random, options: AsrNoiseOptions) -> Labelled:
+    noisy = add_asr_noise(u.text, u.spans or (), rng, options)
+    spans = tuple(noisy.spans) if u.spans is not None else None
+    return Labelled(noisy.text, u.intent, u.slots, spans, u.is_complaint, u.template_id)
+
+
+def mix_noise(data: Sequence[Labelled], prob: float, options: AsrNoiseOptions, seed: int) -> list[Labelled]:
+    """``data`` with a share ``prob`` of utterances replaced by ASR-noised versions (deterministic for ``seed``)."""
+    rng = random.Random(seed)
+    out = []
+    for u in data:
+        out.append(_noised(u, rng, options) if rng.random() < prob else u)
+    return out
+
+
+_CLAUSE_END = re.compile(r"[，。！？；…,.!?;]+")
+
+
+def _clause_cuts(text: str, spans: Sequence[Sequence]) -> list[int]:
+    """Offsets just after each clause-ending punctuation run that no span straddles (0 and len excluded)."""
+    cuts = [m.end() for m in _CLAUSE_END.finditer(text) if 0 < m.end() < len(text)]
+    return [c for c in cuts if not any(s[1] < c < s[2] for s in spans)]
+
+
+def splice_clauses(data: Sequence[Labelled], prob: float, seed: int) -> list[Labelled]:
+    """``data`` plus, for a share ``prob`` of it, new utterances spliced at clause boundaries from two
+    utterances of the same intent (the head of one, the tail of another), spans carried over.
+
+    Templates differ mostly in their clauses; recombining them shows the model more phrasings of an intent
+    than the training templates alone, which helps on the held-out templates."""
+    rng = random.Random(seed)
+    by_intent: dict[str, list[Labelled]] = {}
+    for u in data:
+        if u.spans is not None:
+            by_intent.setdefault(u.intent, []).append(u)
+    out = list(data)
+    for u in data:
+        if u.spans is None or rng.random() >= prob:
+            continue
+        other = rng.choice(by_intent[u.intent])
+        head_cuts, tail_cuts = _clause_cuts(u.text, u.spans), _clause_cuts(other.text, other.spans or ())
+        if not head_cuts or not tail_cuts:
+            continue
+        a, b = rng.choice(head_cuts), rng.choice([0, *tail_cuts])
+        head = [s for s in u.spans if s[2] <= a]
+        tail = [(s[0], s[1] - b + a, s[2] - b + a) for s in other.spans or () if s[1] >= b]
+        spans = head + tail
+        slots = {s[0]: (u.slots if s[1] < a else other.slots).get(s[0], "") for s in spans}
+        out.append(Labelled(u.text[:a] + other.text[b:], u.intent, slots, tuple(spans), u.is_complaint, u.template_id))
+    return out
+
+
+def generate_split(split: str, n: int, seed: int, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[Labelled]:
+    """``n`` utterances from the templates of ``split`` (held out from the others), evenly over intents."""
+    from tqdm import tqdm
+
+    from data.synth.text import TextGenerator, split_templates
+
+    gen = TextGenerator()
+    template_split = split_templates(gen, seed)
+    rng = random.Random(f"{seed}-{split}")
+    intents = taxonomy.intent_names
+    templates = {i: [t for t in gen.template_ids(i) if template_split.get(t) == split] for i in intents}
+    empty = [i for i, t in templates.items() if not t]
+    if empty:
+        raise ValueError(f"the {split} template split has no templates for intents {empty}; check split_templates")
+    out: list[Labelled] = []
+    for k in tqdm(range(n), desc=f"generate {split}", unit="utt", leave=False, mininterval=1.0):
+        intent = intents[k % len(intents)]
+        weights = gen.emotion_weights(intent)
+        emotion = rng.choices(list(weights), weights=list(weights.values()))[0]
+        dialect = rng.choice(DIALECTS)
+        u = gen.utterance(rng, intent, emotion, dialect, template_id=rng.choice(templates[intent]))
+        spans = tuple((s, int(a), int(b)) for s, a, b, *_ in u.slot_spans)
+        out.append(Labelled(u.text, u.intent, dict(u.slots), spans, taxonomy.is_complaint(u.intent), u.template_id))
+    rng.shuffle(out)
+    return out
+
+
+def read_split(corpus_dir: str | Path, split: str, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[Labelled]:
+    """The records of ``<corpus_dir>/<split>.jsonl`` that have ``text`` and ``intent``."""
+    from data.manifest import format_errors, read_manifest
+
+    path = Path(corpus_dir) / f"{split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: data.corpus_dir must hold train.jsonl, validation.jsonl and test.jsonl "
+            f"(build one with `hotline data synth --out {corpus_dir}`), or set data.corpus_dir=null to generate text"
+        )
+    m = read_manifest(path, taxonomy)
+    if m.errors:
+        print(f"[intent] {path}: skipped {len(m.errors)} bad lines\n{format_errors(m.errors, 10)}", file=sys.stderr)
+    out = []
+    for r in m.records:
+        if not r.get("text") or not r.get("intent"):
+            continue
+        slots = {k: str(v) for k, v in (r.get("slots") or {}).items() if v not in (None, "")}
+        spans = r.get("slot_spans")
+        spans = tuple((str(s[0]), int(s[1]), int(s[2])) for s in spans) if spans is not None else None
+        is_complaint = bool(r.get("is_complaint", taxonomy.is_complaint(r["intent"])))
+        out.append(Labelled(r["text"], r["intent"], slots, spans, is_complaint))
+    if not out:
+        raise ValueError(f"{path} has no records with both 'text' and 'intent': nothing to train or score on")
+    return out
+
+
+def load_data(cfg: IntentDataConfig) -> dict[str, list[Labelled]]:
+    """Clean train/validation/test utterances (generated or read from ``cfg.corpus_dir``)."""
+    if cfg.corpus_dir:
+        corpus = Path(cfg.corpus_dir)
+        if not corpus.is_absolute() and not corpus.exists():
+            corpus = REPO_ROOT / corpus  # relative to the repository, wherever the command runs
+        return {s: read_split(corpus, s) for s in SPLITS}
+    sizes = {"train": cfg.n_train, "validation": cfg.n_validation, "test": cfg.n_test}
+    return {s: generate_split(s, sizes[s], cfg.seed) for s in SPLITS}
+
+
+def build_gazetteer(data: Sequence[Labelled]) -> dict[str, tuple[str, ...]]:
+    """Known values of the text slots (those whose values are not digit strings, i.e. products) in ``data``."""
+    values: dict[str, set[str]] = {}
+    for u in data:
+        for k, v in u.slots.items():
+            values.setdefault(k, set()).add(v)
+    return {k: tuple(sorted(v)) for k, v in values.items() if not all(x.replace(".", "").isdigit() for x in v)}
+
+
+def to_examples(data: Sequence[Labelled], labels: LabelMaps) -> list[Example]:
+    return [
+        Example(
+            u.text,
+            labels.intent_id(u.intent),
+            tuple(char_tags(u.text, u.spans, labels.bio_tags)) if u.spans is not None else None,
+        )
+        for u in data
+    ]
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+def score(
+    preds: Sequence[Understanding], gold: Sequence[Labelled], labels: LabelMaps, ece_bins: int = DEFAULT_ECE_BINS
+) -> dict[str, float]:
+    """Intent accuracy and macro-F1, slot F1 (exact value, micro over slots), ticket completeness, complaint F1, ECE."""
+    from training.tracking import per_class_f1
+
+    if len(preds) != len(gold):
+        raise ValueError(f"{len(preds)} predictions for {len(gold)} gold utterances")
+    if not gold:
+        return {}
+    y_true = [g.intent for g in gold]
+    y_pred = [p.intent for p in preds]
+    f1 = per_class_f1(y_true, y_pred, labels.intents)
+    present = set(y_true) | set(y_pred)
+    tp = fp = fn = filled = 0
+    for p, g in zip(preds, gold):
+        for slot, value in p.slots.items():
+            if g.slots.get(slot) == value:
+                tp += 1
+            else:
+                fp += 1
+        for slot, value in g.slots.items():
+            if p.slots.get(slot) != value:
+                fn += 1
+            else:
+                filled += 1
+    n_gold_slots = sum(len(g.slots) for g in gold)
+    c_tp = sum(p.is_complaint and g.is_complaint for p, g in zip(preds, gold))
+    c_fp = sum(p.is_complaint and not g.is_complaint for p, g in zip(preds, gold))
+    c_fn = sum(g.is_complaint and not p.is_complaint for p, g in zip(preds, gold))
+    probs = np.array([[p.intent_probs[i] for i in labels.intents] for p in preds])
+    return {
+        "intent_accuracy": float(np.mean([a == b for a, b in zip(y_true, y_pred)])),
+        "intent_macro_f1": float(np.mean([f1[i] for i in labels.intents if i in present])),
+        "slot_f1": 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0,
+        "ticket_completeness": filled / n_gold_slots if n_gold_slots else 1.0,
+        "complaint_f1": 2 * c_tp / (2 * c_tp + c_fp + c_fn) if (c_tp + c_fp + c_fn) else 1.0,
+        "ece": expected_calibration_error(probs, [labels.intent_id(i) for i in y_true], ece_bins),
+    }
+
+
+def worst_errors(preds: Sequence[Understanding], gold: Sequence[Labelled], split: str, limit: int) -> list[dict]:
+    """Wrong intents (most confident first), then utterances with wrong or missing slots."""
+    rows = []
+    for p, g in zip(preds, gold):
+        wrong_slots = {k: [v, p.slots.get(k)] for k, v in g.slots.items() if p.slots.get(k) != v}
+        extra = {k: [None, v] for k, v in p.slots.items() if k not in g.slots}
+        if p.intent == g.intent and not wrong_slots and not extra:
+            continue
+        rows.append({
+            "split": split,
+            "text": g.text,
+            "gold_intent": g.intent,
+            "pred_intent": p.intent,
+            "confidence": round(p.intent_confidence, 4),
+            "slot_errors": json.dumps({**wrong_slots, **extra}, ensure_ascii=False),
+            "severity": (2.0 + p.intent_confidence) if p.intent != g.intent else 1.0,
+        })
+    rows.sort(key=lambda r: -r["severity"])
+    return rows[:limit]
+
+
+# -- the run ---------------------------------------------------------------------------------------
+def build_model(model_cfg: ConfigDict, train_texts: Sequence[str], labels: LabelMaps):
+    """The untrained backend that ``model.backend`` names."""
+    backend = model_cfg.get("backend", "char")
+    rest = ConfigDict({k: v for k, v in model_cfg.items() if k != "backend"}, path="model")
+    rest.sources = dict(model_cfg.sources)
+    if backend == "char":
+        from models.intent.charmodel import CharIntentModel, CharModelConfig
+
+        return CharIntentModel.create(train_texts, labels, to_dataclass(CharModelConfig, rest))
+    if backend == "hf":
+        from models.intent.hf_backend import HFIntentModel, HFModelConfig
+
+        return HFIntentModel.create(labels, to_dataclass(HFModelConfig, rest))
+    raise ConfigError(f"model.backend '{backend}' is not one of char, hf (set in {model_cfg.where('backend')})")
+
+
+def log_model_dir(model_dir: Path) -> None:
+    """Log the saved model directory as the run's MLflow model ``model`` (pyfunc flavour; the directory
+    itself is ``model/artifacts/intent_model``), so the registry can version it and ``load_intent_model``
+    or ``mlflow.pyfunc.load_model`` can load it back."""
+    import mlflow
+    from importlib.metadata import PackageNotFoundError, version
+
+    from models.intent import understand
+
+    pins = []
+    for pkg in ("torch", "numpy", "safetensors", "pypinyin", "transformers"):
+        try:
+            pins.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            pass
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / understand.PYFUNC_ARTIFACT  # MLflow keeps the folder's name under artifacts/
+        shutil.copytree(model_dir, named)
+        mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=understand.IntentPyfuncModel(),
+            artifacts={understand.PYFUNC_ARTIFACT: str(named)},
+            pip_requirements=pins,
+        )
+
+
+def decide(model, data: Sequence[Labelled], logits, tag_log_probs) -> list[Understanding]:
+    """``model.predict`` from scores already computed (so calibration and evaluation share one forward pass)."""
+    return [understand(u.text, z, lp, model.labels, model.temperature, model.gazetteer)
+            for u, z, lp in zip(data, logits, tag_log_probs)]
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="hotline train intent", description=__doc__.split("\n")[0])
+    p.add_argument("--config", default=str(DEFAULT_CONFIG),
+                   help="experiment YAML (default: training/configs/intent.yaml)")
+    p.add_argument("--out", default=None, help="also keep the saved model directory here")
+    p.add_argument("overrides", nargs="*", help="config overrides like data.n_train=64 trainer.max_steps=2")
+    return p.parse_args(list(argv) if argv is not None else None)
+
+
+def _log_metrics(metrics: Mapping[str, float]) -> None:
+    from training.tracking import log_metrics
+
+    log_metrics(dict(metrics))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import mlflow
+    import torch
+    from torch.utils.data import DataLoader
+
+    from training import distributed as D
+    from training.loop import OptimConfig, TrainerConfig, fit, seed_everything
+    from training.registry import register_and_maybe_promote
+    from training.tracking import log_confusion_matrix, log_per_class_f1, start_run
+
+    # 1. parse arguments and compose the config
+    args = _parse(argv)
+    cfg = load_config(args.config, args.overrides)
+    data_cfg = to_dataclass(IntentDataConfig, cfg["data"])
+    optim_cfg = to_dataclass(OptimConfig, cfg["optim"])
+    trainer_cfg = to_dataclass(TrainerConfig, cfg["trainer"])
+    calib_cfg = to_dataclass(CalibrationConfig, cfg.get("calibration", {}))
+    eval_cfg = to_dataclass(EvaluationConfig, cfg.get("evaluation", {}))
+    model_name = str(cfg.get("name", "intent"))
+    labels = LabelMaps.from_taxonomy(DEFAULT_TAXONOMY)
+
+    # 2. seed everything (and cap torch's CPU threads: OpenMP spin-waiting on a shared CPU is ~30x slower)
+    seed_everything(trainer_cfg.seed)
+    threads = cfg.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    t0 = time.time()
+
+    # 3. data: clean splits, then a share of train/validation with ASR noise; the test split twice
+    clean = load_data(data_cfg)
+    spliced = splice_clauses(clean["train"], data_cfg.clause_splice, seed=data_cfg.seed + 3)
+    train = mix_noise(spliced, data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 1)
+    validation = mix_noise(clean["validation"], data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 2)
+    noisy_test = mix_noise(clean["test"], 1.0, data_cfg.noise, seed=eval_cfg.noise_seed)
+    test = {"test": clean["test"], "test_noisy": noisy_test}
+    print(f"[intent] data: {len(train)} train, {len(validation)} validation, {len(clean['test'])} test "
+          f"({'corpus ' + data_cfg.corpus_dir if data_cfg.corpus_dir else 'generated text'}) in {time.time() - t0:.1f}s")
+
+    # 4. model
+    model = build_model(cfg["model"], [u.text for u in train], labels)
+    model.gazetteer = build_gazetteer(clean["train"])
+    train_examples, val_examples = to_examples(train, labels), to_examples(validation, labels)
+    generator = torch.Generator().manual_seed(trainer_cfg.seed)
+    train_loader = DataLoader(train_examples, batch_size=data_cfg.batch_size, shuffle=True, generator=generator,
+                              collate_fn=partial(model.collate, train=True))
+    val_loader = DataLoader(val_examples, batch_size=max(data_cfg.batch_size, 64), collate_fn=model.collate)
+
+    def evaluate_fn(_net) -> dict[str, float]:
+        m = score(model.predict([u.text for u in validation]), validation, labels, calib_cfg.ece_bins)
+        return {"val_intent_accuracy": m["intent_accuracy"], "val_slot_f1": m["slot_f1"],
+                "val_score": (m["intent_accuracy"] + m["slot_f1"]) / 2}
+
+    manifest = Path(data_cfg.corpus_dir) / "train.jsonl" if data_cfg.corpus_dir else None
+    with start_run(model_name, cfg, dataset_manifest=manifest) as run:
+        # 5. fit
+        t_fit = time.time()
+        result = fit(model.net, train_loader, val_loader, optim_cfg, trainer_cfg, evaluate_fn)
+        fit_seconds = time.time() - t_fit
+        if not D.is_main_process():
+            D.cleanup()
+            return 0
+        model.net.to("cpu").eval()
+
+        # 6. calibrate: temperature scaling on validation logits
+        val_logits, val_tags = model.scores([u.text for u in validation])
+        val_y = [labels.intent_id(u.intent) for u in validation]
+        temperature = fit_temperature(val_logits, val_y, calib_cfg.method)
+        model.temperature = temperature
+        calib = {
+            "temperature": temperature,
+            "val_nll_before": negative_log_likelihood(val_logits, val_y, 1.0),
+            "val_nll_after": negative_log_likelihood(val_logits, val_y, temperature),
+            "val_ece_before": expected_calibration_error(softmax(val_logits), val_y, calib_cfg.ece_bins),
+            "val_ece_after": expected_calibration_error(softmax(val_logits, temperature), val_y, calib_cfg.ece_bins),
+        }
+        _log_metrics(calib)
+        val_preds = decide(model, validation, val_logits, val_tags)
+        val_metrics = {f"val_{k}": v for k, v in score(val_preds, validation, labels, calib_cfg.ece_bins).items()}
+        val_metrics["val_score"] = (val_metrics["val_intent_accuracy"] + val_metrics["val_slot_f1"]) / 2
+        _log_metrics(val_metrics)
+
+        # 7. evaluate on the test split, clean and ASR-noised
+        metrics: dict[str, float] = {}
+        preds: dict[str, list[Understanding]] = {}
+        for split, data in test.items():
+            logits, tags = model.scores([u.text for u in data])
+            preds[split] = decide(model, data, logits, tags)
+            scores = score(preds[split], data, labels, calib_cfg.ece_bins)
+            metrics.update({f"{split}_{k}": v for k, v in scores.items()})
+            y = [labels.intent_id(u.intent) for u in data]
+            metrics[f"{split}_ece_uncalibrated"] = expected_calibration_error(softmax(logits), y, calib_cfg.ece_bins)
+        metrics["fit_seconds"] = fit_seconds
+        metrics["train_wall_seconds"] = time.time() - t0
+        _log_metrics(metrics)
+
+        # 8. plots and the worst-errors table
+        errors: list[dict] = []
+        for split, data in test.items():
+            y_true, y_pred = [u.intent for u in data], [p.intent for p in preds[split]]
+            log_confusion_matrix(y_true, y_pred, labels.intents, f"{split}_confusion")
+            log_per_class_f1(y_true, y_pred, labels.intents, f"{split}_per_class_f1", metric_prefix=f"{split}_")
+            errors += worst_errors(preds[split], data, split, eval_cfg.worst_errors)
+        if run is not None:
+            columns = ("split", "text", "gold_intent", "pred_intent", "confidence", "slot_errors")
+            table = {k: [r[k] for r in errors] for k in columns}
+            mlflow.log_table(table, "worst_errors.json")
+
+        # 9. save the model directory and log it as the run's model artifact
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = Path(args.out) if args.out else Path(tmp) / MODEL_ARTIFACT
+            model.save(model_dir)
+            (model_dir / "metrics.json").write_text(
+                json.dumps({**calib, **val_metrics, **metrics}, ensure_ascii=False, indent=2), encoding="utf-8")
+            if run is not None:
+                log_model_dir(model_dir)
+
+        # 10. register and maybe promote to @champion on the validation metric
+        decision = None
+        if run is not None:
+            if eval_cfg.promote_metric not in val_metrics:
+                raise ConfigError(
+                    f"evaluation.promote_metric '{eval_cfg.promote_metric}' is not one of {sorted(val_metrics)}"
+                )
+            decision = register_and_maybe_promote(run.info.run_id, MODEL_ARTIFACT, model_name, eval_cfg.promote_metric,
+                                                  val_metrics[eval_cfg.promote_metric])
+
+    print(_summary(metrics, calib, result.global_step, decision))
+    return 0
+
+
+def _summary(metrics: Mapping[str, float], calib: Mapping[str, float], steps: int, decision: Any) -> str:
+    keys = ("intent_accuracy", "intent_macro_f1", "slot_f1", "ticket_completeness", "complaint_f1", "ece")
+    lines = [f"[intent] {steps} steps, fit {metrics['fit_seconds']:.0f}s, total {metrics['train_wall_seconds']:.0f}s; "
+             f"temperature {calib['temperature']:.3f} (val ECE {calib['val_ece_before']:.4f} -> {calib['val_ece_after']:.4f})",
+             f"{'metric':<22}{'clean':>10}{'asr-noised':>12}"]
+    for k in keys:
+        lines.append(f"{k:<22}{metrics.get('test_' + k, float('nan')):>10.4f}{metrics.get('test_noisy_' + k, float('nan')):>12.4f}")
+    if decision is not None:
+        lines.append(f"registry: {decision.model_name} v{decision.version} {'promoted to @champion' if decision.promoted else 'not promoted'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
