@@ -17,6 +17,7 @@ DEFAULT_CORPUS = REPO / "data" / "corpus" / "default"
 # Models that `hotline train` knows: name -> "module:function" taking argv (list[str]) and returning an exit code.
 TRAINERS = {
     "intent": "training.intent:main",
+    "emotion": "training.emotion:main",
 }
 
 
