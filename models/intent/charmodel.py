@@ -10,6 +10,13 @@ Saved directory::
     config.json          {"backend": "char", "labels": {...}, "model": {...}, "temperature": T, ...}
     vocab.json           the characters, id = index
     weights.safetensors  the network's state dict
+    keywords.json        with ``keywords: true``: the intent keyword lists the model was trained with
+
+Keyword evidence (``keywords: true``, :mod:`models.intent.keywords`): hand-written keywords per intent give
+a per-intent hit vector and a per-character keyword-intent tag. The tag embedding joins the character
+embedding, the hit vector joins the pooled intent features, and a third expert reads the hits alone:
+``logit_k = a * hits_k + (W hits)_k + b_k`` with ``a`` shared by all intents, so keywords that never
+occurred in training still count.
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.intent.keywords import IntentKeywords
 from models.intent.understand import CONFIG_FILE, Example, LabelMaps, Understanding, read_model_config, understand
 
 BACKEND = "char"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "weights.safetensors"
+KEYWORDS_FILE = "keywords.json"
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1
 IGNORE_INDEX = -100  # tag label of padding and of examples without spans
 PREDICT_BATCH = 64  # texts per forward pass in ``predict``
@@ -54,6 +63,10 @@ class CharModelConfig:
     max_chars: int = 256  # longer texts are cut (the tail gets no slot tags)
     slot_loss_weight: float = 1.0  # weight of the tagging loss next to the intent loss
     unk_dropout: float = 0.02  # training only: share of characters replaced by <unk> (robust to unseen chars)
+    keywords: bool = False  # intent keyword evidence (models/intent/keywords.yaml); the char config turns it on
+    keyword_dim: int = 16  # size of the per-character keyword-intent tag embedding (0: no tag embedding)
+    keyword_scale: float = 1.0  # initial shared weight ``a`` of the keyword expert's hits
+    nonkeyword_unk_dropout: float = 0.0  # training only: extra <unk> share on characters outside keywords and slots
 
 
 def normalize_char(c: str) -> str:
@@ -102,11 +115,16 @@ class CharIntentNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
-        width = cfg.embed_dim
+        self.kw_tags = None
+        emb = cfg.embed_dim
+        if cfg.keywords and cfg.keyword_dim > 0:  # tag 0: no keyword, 1 + k: a keyword of intent k
+            self.kw_tags = nn.Embedding(n_intents + 1, cfg.keyword_dim, padding_idx=0)
+            emb += cfg.keyword_dim
+        width = emb
         self.conv = None
         if cfg.conv_channels > 0:
-            self.conv = nn.Conv1d(cfg.embed_dim, cfg.conv_channels, cfg.conv_kernel, padding=cfg.conv_kernel // 2)
-            width = cfg.embed_dim + cfg.conv_channels
+            self.conv = nn.Conv1d(emb, cfg.conv_channels, cfg.conv_kernel, padding=cfg.conv_kernel // 2)
+            width = emb + cfg.conv_channels
         self.gru = nn.GRU(
             width, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=True,
             dropout=cfg.dropout if cfg.layers > 1 else 0.0,
@@ -114,6 +132,7 @@ class CharIntentNet(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         states = 2 * cfg.hidden
         pooled = 2 * states + (cfg.conv_channels if (cfg.pool_conv and self.conv is not None) else 0)
+        pooled += n_intents if cfg.keywords else 0
         self.intent_head = nn.Sequential(
             nn.Linear(pooled, states), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(states, n_intents)
         )
@@ -122,6 +141,11 @@ class CharIntentNet(nn.Module):
         if cfg.ngram_buckets > 0:
             self.ngrams = nn.EmbeddingBag(cfg.ngram_buckets, cfg.ngram_dim, mode="mean")
             self.ngram_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.ngram_dim, n_intents))
+        if cfg.keywords:  # the keyword expert: a * hits + W hits + b, W starts at zero
+            self.kw_scale = nn.Parameter(torch.tensor(float(cfg.keyword_scale)))
+            self.kw_mix = nn.Linear(n_intents, n_intents)
+            nn.init.zeros_(self.kw_mix.weight)
+            nn.init.zeros_(self.kw_mix.bias)
 
     def forward(
         self,
@@ -131,13 +155,25 @@ class CharIntentNet(nn.Module):
         tag_labels: torch.Tensor | None = None,
         ngram_ids: torch.Tensor | None = None,
         ngram_offsets: torch.Tensor | None = None,
+        keyword_hits: torch.Tensor | None = None,
+        keyword_tags: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Logits for ``input_ids`` (batch x chars); with labels also ``loss`` (intent CE + weighted tag CE).
 
-        ``ngram_ids``/``ngram_offsets``: the hashed n-grams of each text, flat, as ``nn.EmbeddingBag`` takes them."""
+        ``ngram_ids``/``ngram_offsets``: the hashed n-grams of each text, flat, as ``nn.EmbeddingBag`` takes them.
+        ``keyword_hits`` (batch x intents) and ``keyword_tags`` (batch x chars): the keyword evidence
+        (:meth:`CharIntentModel.collate` makes them; zeros when left out of a keyword model)."""
         mask = attention_mask.bool()
         lengths = mask.sum(1).clamp(min=1)
-        x = self.drop(self.embed(input_ids))
+        x = self.embed(input_ids)
+        if self.cfg.keywords:
+            n_int = self.kw_mix.in_features
+            if keyword_hits is None:
+                keyword_hits = x.new_zeros(input_ids.shape[0], n_int)
+            if self.kw_tags is not None:
+                tags = keyword_tags if keyword_tags is not None else torch.zeros_like(input_ids)
+                x = torch.cat([x, self.kw_tags(tags)], dim=-1)
+        x = self.drop(x)
         pools = []
         if self.conv is not None:
             c = F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
@@ -151,9 +187,14 @@ class CharIntentNet(nn.Module):
         m = mask.unsqueeze(-1).to(h.dtype)
         mean = (h * m).sum(1) / lengths.unsqueeze(-1).to(h.dtype)
         mx = h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).max(1).values
+        if self.cfg.keywords:
+            pools.append(keyword_hits.to(h.dtype))
         experts = [self.intent_head(torch.cat([mean, mx, *pools], dim=-1))]
         if self.ngrams is not None and ngram_ids is not None:
             experts.append(self.ngram_head(self.ngrams(ngram_ids, ngram_offsets)))
+        if self.cfg.keywords:
+            hits = keyword_hits.to(h.dtype)
+            experts.append(self.kw_scale * hits + self.kw_mix(hits))
         # a product of experts: each expert learns on its own loss, their log-probabilities add up
         log_probs = [F.log_softmax(e, dim=-1) for e in experts]
         out = {"intent_logits": torch.stack(log_probs).sum(0), "tag_logits": self.tag_head(h)}
@@ -174,7 +215,13 @@ class CharIntentModel:
     backend = BACKEND
 
     def __init__(
-        self, net: CharIntentNet, vocab: CharVocab, labels: LabelMaps, config: CharModelConfig, temperature: float = 1.0
+        self,
+        net: CharIntentNet,
+        vocab: CharVocab,
+        labels: LabelMaps,
+        config: CharModelConfig,
+        temperature: float = 1.0,
+        keywords: IntentKeywords | None = None,
     ):
         self.net = net  # the torch module (train it with training/loop.py; forward returns a dict with "loss")
         self.vocab = vocab
@@ -182,15 +229,27 @@ class CharIntentModel:
         self.config = config
         self.temperature = float(temperature)  # intent logits are divided by this (fitted on validation data)
         self.gazetteer: dict[str, tuple[str, ...]] = {}  # known values of text slots (products seen in training)
+        if config.keywords and keywords is None:
+            raise ValueError("model config says keywords: true but no IntentKeywords were given; pass keywords=")
+        if keywords is not None:
+            keywords.check_intents(labels.intents)
+        self.keywords = keywords if config.keywords else None  # the intent keyword lists (keywords: true)
 
     @classmethod
     def create(
-        cls, train_texts: Iterable[str], labels: LabelMaps, config: CharModelConfig = CharModelConfig()
+        cls,
+        train_texts: Iterable[str],
+        labels: LabelMaps,
+        config: CharModelConfig = CharModelConfig(),
+        keywords: IntentKeywords | None = None,
     ) -> "CharIntentModel":
-        """An untrained model whose vocabulary is built from ``train_texts``."""
+        """An untrained model whose vocabulary is built from ``train_texts`` (with ``config.keywords``, the
+        keyword lists ``keywords``, default ``models/intent/keywords.yaml``)."""
         vocab = CharVocab.build(train_texts)
         net = CharIntentNet(len(vocab), len(labels.intents), len(labels.bio_tags), config)
-        return cls(net, vocab, labels, config)
+        if config.keywords and keywords is None:
+            keywords = IntentKeywords.load()
+        return cls(net, vocab, labels, config, keywords=keywords)
 
     # -- batches ---------------------------------------------------------------------------------
     def collate(
@@ -209,8 +268,24 @@ class CharIntentModel:
             if e.tag_ids is not None:
                 t = e.tag_ids[:cut]
                 tags[r, : len(t)] = torch.tensor(t, dtype=torch.long)
+        kw_tags = None
+        if self.keywords is not None:
+            intents = self.labels.intents
+            kw_tags = torch.zeros(len(ids), width, dtype=torch.long)
+            hits = np.zeros((len(ids), len(intents)), dtype=np.float32)
+            for r, e in enumerate(examples):
+                text = e.text[:cut]
+                hits[r] = self.keywords.hit_vector(text, intents)
+                t = self.keywords.char_tags(text, intents)
+                if t:
+                    kw_tags[r, : len(t)] = torch.tensor(t, dtype=torch.long)
         if train and self.config.unk_dropout > 0:
             drop = (torch.rand(input_ids.shape, generator=generator) < self.config.unk_dropout) & mask.bool()
+            input_ids = input_ids.masked_fill(drop, 1)
+        if train and kw_tags is not None and self.config.nonkeyword_unk_dropout > 0:
+            p = self.config.nonkeyword_unk_dropout
+            outside = (kw_tags == 0) & ((tags == IGNORE_INDEX) | (tags == self.labels.bio_tags.index("O")))
+            drop = (torch.rand(input_ids.shape, generator=generator) < p) & mask.bool() & outside
             input_ids = input_ids.masked_fill(drop, 1)
         batch = {
             "input_ids": input_ids,
@@ -222,6 +297,9 @@ class CharIntentModel:
             grams = [hashed_ngrams(e.text[:cut], self.config.ngram_buckets) for e in examples]
             batch["ngram_ids"] = torch.tensor([g for gs in grams for g in gs], dtype=torch.long)
             batch["ngram_offsets"] = torch.tensor([0, *np.cumsum([len(g) for g in grams])[:-1]], dtype=torch.long)
+        if kw_tags is not None:
+            batch["keyword_hits"] = torch.from_numpy(hits)
+            batch["keyword_tags"] = kw_tags
         return batch
 
     # -- inference -------------------------------------------------------------------------------
@@ -272,6 +350,10 @@ class CharIntentModel:
         }
         (d / CONFIG_FILE).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
         (d / VOCAB_FILE).write_text(json.dumps(list(self.vocab.chars), ensure_ascii=False), encoding="utf-8")
+        if self.keywords is not None:
+            (d / KEYWORDS_FILE).write_text(
+                json.dumps({"intents": self.keywords.to_mapping()}, ensure_ascii=False, indent=1), encoding="utf-8"
+            )
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         save_file(state, str(d / WEIGHTS_FILE))
 
@@ -292,10 +374,19 @@ class CharIntentModel:
                 )
         vocab = CharVocab(tuple(json.loads((d / VOCAB_FILE).read_text(encoding="utf-8"))))
         labels = LabelMaps.from_json(config["labels"])
-        cfg = CharModelConfig(**config["model"])
+        cfg = CharModelConfig(**{"keywords": False, **config["model"]})  # saved before keywords existed: off
+        keywords = None
+        if cfg.keywords:
+            path = d / KEYWORDS_FILE
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} is missing but {d / CONFIG_FILE} says keywords: true; re-save or retrain the model"
+                )
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            keywords = IntentKeywords.from_mapping(doc.get("intents", {}), str(path))
         net = CharIntentNet(len(vocab), len(labels.intents), len(labels.bio_tags), cfg)
         net.load_state_dict(load_file(str(d / WEIGHTS_FILE)))
         net.to(device).eval()
-        model = cls(net, vocab, labels, cfg, config.get("temperature", 1.0))
+        model = cls(net, vocab, labels, cfg, config.get("temperature", 1.0), keywords=keywords)
         model.gazetteer = {k: tuple(v) for k, v in config.get("gazetteer", {}).items()}
         return model
