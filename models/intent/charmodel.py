@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.intent.keywords import IntentKeywords
-from models.intent.understand import CONFIG_FILE, Example, LabelMaps, Understanding, read_model_config, understand
+from models.intent.understand import CONFIG_FILE, Example, LabelMaps, ScoredIntentModel, read_model_config
 
 BACKEND = "char"
 VOCAB_FILE = "vocab.json"
@@ -209,7 +209,7 @@ class CharIntentNet(nn.Module):
         return out
 
 
-class CharIntentModel:
+class CharIntentModel(ScoredIntentModel):
     """The ``"char"`` backend of :class:`~models.intent.understand.IntentModel`."""
 
     backend = BACKEND
@@ -327,12 +327,6 @@ class CharIntentModel:
                 tag_lp.append(rows)
         n_int = len(self.labels.intents)
         return (np.concatenate(logits) if logits else np.zeros((0, n_int))), tag_lp
-
-    def predict(self, texts: list[str]) -> list[Understanding]:
-        logits, tag_lp = self.scores(texts)
-        return [
-            understand(t, z, lp, self.labels, self.temperature, self.gazetteer) for t, z, lp in zip(texts, logits, tag_lp)
-        ]
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.intent.understand import CONFIG_FILE, Example, LabelMaps, Understanding, read_model_config, understand
+from models.intent.understand import CONFIG_FILE, Example, LabelMaps, ScoredIntentModel, read_model_config
 
 BACKEND = "hf"
 ENCODER_DIR = "encoder"
@@ -90,7 +90,7 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-class HFIntentModel:
+class HFIntentModel(ScoredIntentModel):
     """The ``"hf"`` backend of :class:`~models.intent.understand.IntentModel`."""
 
     backend = BACKEND
@@ -202,12 +202,6 @@ class HFIntentModel:
                 tag_lp.append(self._char_log_probs(t, lp[r], [tuple(x) for x in offsets[r]]))
         n_int = len(self.labels.intents)
         return (np.concatenate(logits) if logits else np.zeros((0, n_int))), tag_lp
-
-    def predict(self, texts: list[str]) -> list[Understanding]:
-        logits, tag_lp = self.scores(texts)
-        return [
-            understand(t, z, lp, self.labels, self.temperature, self.gazetteer) for t, z, lp in zip(texts, logits, tag_lp)
-        ]
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:

@@ -413,3 +413,16 @@ def __getattr__(name: str):
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class ScoredIntentModel:
+    """Shared ``predict`` for backends that expose ``scores(texts) -> (intent_logits, per-text tag log-probs)`` and
+    carry ``labels``, ``temperature`` and ``gazetteer``: decoding and slot filling are the same for every backend."""
+
+    def predict(self, texts: list[str]) -> list[Understanding]:
+        logits, tag_lp = self.scores(texts)  # type: ignore[attr-defined]
+        return [
+            understand(t, z, lp, self.labels, self.temperature, self.gazetteer)  # type: ignore[attr-defined]
+            for t, z, lp in zip(texts, logits, tag_lp)
+        ]
+
