@@ -86,7 +86,8 @@ def _predict(args: argparse.Namespace) -> int:
 SERVICE_MODELS = {
     "intent": (["train", "intent", "--config", "training/configs/intent.yaml"], "trained here on synthetic text"),
     "asr": (None, "dialect-aware Whisper recogniser: not built yet (issue: dialect ASR)"),
-    "emotion": (None, "speech emotion model: not built yet (issue: speech emotion)"),
+    "emotion": (None, "speech emotion model: train it with `hotline train emotion` (its audio-only accuracy is still "
+                "below target; issue: speech emotion)"),
 }
 
 
