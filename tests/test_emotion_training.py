@@ -141,3 +141,25 @@ def test_speaker_split_and_balanced_subsample():
     assert len(sub) == 20 and sum(r["emotion"] == "sad" for r in sub) == 10
     with pytest.raises(ValueError, match="at least 3"):
         split_by_speaker(recs[:2], seed=0)
+
+
+def test_emotion_champion_feeds_predict_and_evaluate(tiny_corpus, whisper_dir, tmp_path, capsys):
+    """A registered emotion champion is plugged into `hotline predict/evaluate` through the one pipeline."""
+    from training.cli import main as cli
+    from training.intent import main as train_intent
+
+    assert train_intent(["data.n_train=44", "data.n_validation=22", "data.n_test=22", "trainer.max_steps=2",
+                         "trainer.progress_bar=false", "model.hidden=16", "evaluation.worst_errors=5"]) == 0
+    assert main(["--config", str(CONFIGS / "emotion.yaml"), "--out", str(tmp_path / "emo"),
+                 f"data.corpus_dir={tiny_corpus}", f"model.encoder={whisper_dir}", "model.layers=[1,2]",
+                 "model.max_seconds=1.5", "model.hidden=16", "evaluation.max_calls=1", *_common(tmp_path)]) == 0
+    capsys.readouterr()
+    report = tmp_path / "r.json"
+    assert cli(["evaluate", "--manifest", str(tiny_corpus / "test.jsonl"), "--out", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "emotion v" in out
+    rep = json.loads(report.read_text(encoding="utf-8"))
+    preds = [json.loads(line) for line in (tmp_path / "r.predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert preds and all(p["emotion"] in ("neutral", "angry", "anxious", "sad", "happy") for p in preds)
+    assert all(0.0 <= p["emotion_confidence"] <= 1.0 for p in preds)
+    assert rep["emotion"]["n"] == len(preds)

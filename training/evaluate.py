@@ -20,9 +20,11 @@ from typing import Any, Callable
 INTENT_MODEL = "intent"  # registered model name of the intent/slot model
 TRAIN_HINT = "hotline train intent --config training/configs/intent.yaml"
 # Speech components the pipeline can use: registered model name -> (pipeline argument, "module:loader"),
-# the loader taking the downloaded model directory. Empty until a speech model family is added; a
+# the loader taking the downloaded model directory. A
 # component without a champion is skipped (audio records are then understood from their reference text).
-SPEECH_COMPONENTS: dict[str, tuple[str, str]] = {}
+SPEECH_COMPONENTS: dict[str, tuple[str, str]] = {
+    "emotion": ("emotion", "training.evaluate:load_emotion_component"),
+}
 ERRORS_SHOWN = 10  # failed records whose reasons the summary prints
 
 
@@ -106,6 +108,13 @@ def load_components() -> Components:
     if "asr" not in comps.speech:
         comps.notes.append("no speech recogniser: audio records are understood from their reference 'text'")
     return comps
+
+
+def load_emotion_component(directory: Path):
+    """The speech-emotion champion as the pipeline's ``emotion`` classifier (``classify(audio) -> .label``)."""
+    from models.emotion.model import CONFIG_FILE, load_emotion_model
+
+    return load_emotion_model(find_model_dir(Path(directory), marker=CONFIG_FILE))
 
 
 # -- running ---------------------------------------------------------------------------------------

@@ -59,6 +59,11 @@ class EmotionResult:
     probs: dict[str, float]  # emotion -> calibrated probability
     arousal: float  # 0 (calm) .. 1 (highly activated)
 
+    @property
+    def label(self) -> str:
+        """The emotion, under the name the pipeline's AudioClassifier protocol reads."""
+        return self.emotion
+
 
 def centre_crop(audio: np.ndarray, max_seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The middle ``max_seconds`` of ``audio`` (all of it when shorter)."""
