@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from data.audio import SAMPLE_RATE
-from models.emotion.model import AROUSAL, CONFIG_FILE, FORMAT_VERSION, EmotionResult, centre_crop, result
+from models.emotion.model import (AROUSAL, CONFIG_FILE, FORMAT_VERSION, EmotionResult, SingleUtteranceClassifier,
+                                  centre_crop, result)
 from models.taxonomy import EMOTIONS
 
 HF_DIR = "hf_model"  # model directory: the fine-tuned transformers model and feature extractor
@@ -47,7 +48,7 @@ class HFNet(torch.nn.Module):
         return out
 
 
-class HFEmotionModel:
+class HFEmotionModel(SingleUtteranceClassifier):
     backend = "hf"
 
     def __init__(self, cfg: HFModelConfig, labels: Sequence[str], net: HFNet, extractor, temperature: float = 1.0) -> None:
@@ -111,12 +112,6 @@ class HFEmotionModel:
         logits, _ = self.scores(list(audios))
         probs = softmax(logits, self.temperature)
         return [result(p, a, self.labels) for p, a in zip(probs, self.arousal(probs))]
-
-    def classify(self, audio_16k: np.ndarray) -> EmotionResult:
-        audio = np.asarray(audio_16k, dtype=np.float32)
-        if audio.ndim != 1 or audio.size == 0:
-            raise ValueError(f"classify expects non-empty mono 16 kHz audio (samples,), got shape {audio.shape}")
-        return self.classify_many([audio])[0]
 
     def save(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)

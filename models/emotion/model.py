@@ -115,7 +115,18 @@ class EmotionHead(torch.nn.Module):
         return out
 
 
-class EmotionModel:
+class SingleUtteranceClassifier:
+    """``classify`` of one utterance for every backend, through the backend's batched ``classify_many``."""
+
+    def classify(self, audio_16k: np.ndarray) -> EmotionResult:
+        """The emotion of one 16 kHz mono utterance."""
+        audio = np.asarray(audio_16k, dtype=np.float32)
+        if audio.ndim != 1 or audio.size == 0:
+            raise ValueError(f"classify expects non-empty mono 16 kHz audio (samples,), got shape {audio.shape}")
+        return self.classify_many([audio])[0]  # type: ignore[attr-defined]
+
+
+class EmotionModel(SingleUtteranceClassifier):
     """Frozen-encoder + prosody emotion classifier. Build with :meth:`create`, load with :func:`load_emotion_model`."""
 
     backend = "whisper"
@@ -211,13 +222,6 @@ class EmotionModel:
         """:meth:`classify` for several 16 kHz utterances (batched)."""
         probs, arousal = self.probs(self.inputs(*self.raw_features(audios)))
         return [result(p, a, self.labels) for p, a in zip(probs, arousal)]
-
-    def classify(self, audio_16k: np.ndarray) -> EmotionResult:
-        """The emotion of one 16 kHz mono utterance."""
-        audio = np.asarray(audio_16k, dtype=np.float32)
-        if audio.ndim != 1 or audio.size == 0:
-            raise ValueError(f"classify expects non-empty mono 16 kHz audio (samples,), got shape {audio.shape}")
-        return self.classify_many([audio])[0]
 
     # -- persistence -------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
