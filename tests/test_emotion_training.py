@@ -45,13 +45,22 @@ def test_default_config_two_steps(tiny_corpus, whisper_dir, tmp_path):
     for key in ("test_macro_f1", "test_accuracy", "test_ece", "test_f1_angry", "val_ece_after", "temperature",
                 "ablation_encoder_only_test_macro_f1", "ablation_encoder_prosody_test_macro_f1",
                 "ablation_prosody_only_test_macro_f1", "fusion_test_audio_macro_f1", "fusion_test_text_macro_f1",
-                "fusion_test_fused_macro_f1", "fusion_text_weight", "weibo_lexicon_macro_f1"):
+                "fusion_test_fused_macro_f1", "fusion_text_weight", "weibo_lexicon_macro_f1",
+                # speaker normalisation in the ablation; text and fusion per transcript source
+                "ablation_encoder_only_spknorm_test_macro_f1", "ablation_prosody_only_spknorm_test_macro_f1",
+                "fusion_reference_test_text_macro_f1", "fusion_asr_noise_test_text_macro_f1",
+                "fusion_asr_noise_test_fused_macro_f1", "operating_asr_noise_test_macro_f1",
+                "text_lexicon_asr_noise_val_macro_f1"):
         assert key in m, key
         assert np.isfinite(m[key]), key
     assert 0.0 <= m["test_macro_f1"] <= 1.0 and 0.0 <= m["fusion_text_weight"] <= 1.0
     calls = [json.loads(x) for x in (tiny_corpus / "calls.jsonl").read_text(encoding="utf-8").splitlines()]
     if any(c.get("split") == "test" for c in calls):  # the tiny corpus' 3 calls may all fall in train
         assert m["calls_scored"] == 1 and 0 <= m["calls_emotion_accuracy"] <= 1
+        # plain heads score segments alone; normalising heads causally, on the caller's history, and alone
+        for key in ("calls_encoder_only_segment_macro_f1", "calls_encoder_only_spknorm_causal_segment_macro_f1",
+                    "calls_encoder_only_spknorm_alone_segment_macro_f1"):
+            assert 0.0 <= m[key] <= 1.0, key
     assert m["weibo_lexicon_macro_f1"] > 0.3  # the real-text check runs on the shared Weibo file
     # the saved model loads and classifies; it is registered as "emotion"
     from models.emotion.model import load_emotion_model
@@ -61,7 +70,9 @@ def test_default_config_two_steps(tiny_corpus, whisper_dir, tmp_path):
     wav = next((tiny_corpus / "audio").rglob("*.wav"))
     r = model.classify(load_audio(wav, 16000))
     assert r.emotion in model.labels and 0 <= r.arousal <= 1
-    assert json.loads((out / "fusion.json").read_text())["text_signal"] in ("lexicon", "ngram", "lexicon_ngram")
+    fusion = json.loads((out / "fusion.json").read_text())
+    assert fusion["text_signal"] in ("lexicon", "ngram", "lexicon_ngram") and fusion["transcripts"] == "asr_noise"
+    assert model.normalises == (run.data.params["model.speaker_norm"] != "none")
     from mlflow import MlflowClient
 
     assert MlflowClient().get_registered_model("emotion").name == "emotion"

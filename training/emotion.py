@@ -12,12 +12,19 @@ Steps of :func:`main`:
     class-balanced; speakers are disjoint between splits
  4. features (whisper backend): pooled frozen-encoder states and prosody, cached per split under
     ``data.cache_dir`` keyed by the split's content and the feature settings
- 5. ablation (whisper backend): encoder-only, encoder+prosody and prosody-only heads on the same features
- 6. fit the configured model (class-weighted loss, early stopping on validation macro-F1)
+ 5. ablation (whisper backend): encoder-only, encoder+prosody and prosody-only heads on the same features, each
+    without and with speaker normalisation; optionally a learning curve of the configured head on validation
+ 6. fit the configured model (class-weighted loss, early stopping on validation macro-F1); with
+    ``model.speaker_norm`` its inputs are relative to each speaker's statistics over that split's (unlabelled)
+    utterances: transductive, as a call centre would after a caller's first recordings
  7. calibrate: temperature scaling on validation logits; ECE before/after
- 8. evaluate on test: macro-F1, accuracy, per-class F1 and recall, confusion matrix, ECE, arousal
- 9. text signal and fusion: lexicon / n-gram / audio / fused on validation and test; the Weibo texts
-10. calls: emotion trajectories and alerts of test calls (``evaluation.max_calls``)
+ 8. evaluate on test: macro-F1, accuracy, per-class F1 and recall, confusion matrix, ECE, arousal (and, for a
+    normalising model, the same without any caller context)
+ 9. text signal and fusion, per transcript source (``evaluation.transcripts``: reference, simulated ASR errors,
+    or a file of real recogniser output): lexicon / n-gram / audio / fused on validation and test; the fusion
+    weight and the angry operating point are set on ``evaluation.operating_transcripts``; the Weibo texts
+10. calls: customer segments of the test calls (per-turn labels) scored by the audio heads, normalising heads
+    causally within the call (and on top of the caller's other recordings); trajectories and alerts
 11. save the model directory, log it as the run's ``model`` artifact, register as ``emotion``
 """
 
@@ -48,6 +55,7 @@ FEATURE_VERSION = 1  # bump when feature computation changes: old caches are the
 CHUNK = 256  # utterances per cached feature file (an interrupted extraction resumes from the last chunk)
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # speaker split of a folder corpus without its own splits
 ABLATION = {"encoder_only": (True, False), "encoder_prosody": (True, True), "prosody_only": (False, True)}
+NORM_SUFFIX = "_spknorm"  # ablation variant name suffix of the speaker-normalised heads
 
 
 # -- config ----------------------------------------------------------------------------------------
@@ -75,11 +83,16 @@ class EvaluationConfig:
     ablation: bool = True  # also train encoder-only / encoder+prosody / prosody-only heads and log their metrics
     text_ngram: bool = True  # train the n-gram text signal on training transcripts (else the lexicon only)
     weibo_path: str | None = "../shared/realtext/weibo_emotion_test.txt"  # real texts for the text signal; null = skip
-    max_calls: int = 10  # test calls scored for trajectories and alerts (0 = none)
+    max_calls: int = 10  # test calls scored per segment, for trajectories and alerts (0 = none)
     alert_threshold: float = 0.6  # AlertOptions.threshold for the call evaluation
     alert_min_span_s: float = 8.0  # AlertOptions.min_span_s
     angry_recall_target: float | None = 0.95  # escalation operating point on the fused scores (null: none)
     promote_metric: str = "val_macro_f1"  # registry: validation metric compared with the champion's
+    transcripts: tuple[str, ...] = ("reference", "asr_noise")  # text sources scored: reference | asr_noise | JSONL path
+    operating_transcripts: str = "asr_noise"  # the source the text-signal choice, fusion weight and angry bias are set on
+    transcript_seed: int = 0  # seed of the simulated recognition errors (asr_noise)
+    ngram_asr_augment: bool = True  # train the n-gram text signal on reference + ASR-noised training transcripts
+    learning_curve: tuple[int, ...] = ()  # class-balanced training sizes of the configured head, scored on validation
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -334,9 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import mlflow
     import torch
 
-    from models.emotion.fusion import compare, fit_fusion, fit_recall_bias, fuse, with_bias
     from models.emotion.model import EmotionModel, arousal_targets
-    from models.emotion.text_signal import LexiconTextSignal, NgramTextSignal, read_weibo, score_text
+    from models.emotion.text_signal import read_weibo, score_text
+    from models.emotion.transcripts import source_name
     from training.loop import OptimConfig, TrainerConfig, seed_everything
     from training.registry import register_and_maybe_promote
     from training.tracking import log_confusion_matrix, log_metrics, log_per_class_f1, start_run
@@ -366,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = load_data(data_cfg)
     telephone = bool(data_cfg.emotion_folders) and data_cfg.telephone
     y = {s: [index[r["emotion"]] for r in recs] for s, recs in data.items()}
+    speakers = {s: [str(r.get("speaker") or r["id"]) for r in recs] for s, recs in data.items()}
     counts = {s: {e: sum(r["emotion"] == e for r in recs) for e in labels} for s, recs in data.items()}
     source = f"folders {data_cfg.emotion_folders}" if data_cfg.emotion_folders else f"corpus {data_cfg.corpus_dir}"
     print(f"[emotion] data ({source}): " + ", ".join(f"{len(data[s])} {s}" for s in SPLITS))
@@ -389,25 +403,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             a_train = arousal_targets([r["emotion"] for r in data["train"]])
 
             def head_inputs(m: EmotionModel) -> dict[str, np.ndarray]:
-                return {s: m.inputs(*feats[s]) for s in SPLITS}
+                """Head input rows per split; a normalising head's relative to each speaker in that split."""
+                raw = {s: m.inputs(*feats[s]) for s in SPLITS}
+                if not m.normalises:
+                    return raw
+                m.fit_speaker_prior(raw["train"], speakers["train"])
+                return {s: m.normalise(raw[s], speakers[s]) for s in SPLITS}
 
-            # 5. ablation: the same features, three heads
+            def fit_variant(m: EmotionModel) -> dict[str, np.ndarray]:
+                xs = head_inputs(m)
+                seed_everything(trainer_cfg.seed)
+                train_head(m, xs["train"], y["train"], a_train, xs["validation"], y["validation"],
+                           optim_cfg, trainer_cfg, data_cfg.batch_size)
+                m.temperature = fit_temperature(m.scores(xs["validation"])[0], y["validation"], calib_cfg.method)
+                return xs
+
+            # 5. ablation: the same features, three heads, each without and with speaker normalisation
+            heads: dict[str, EmotionModel] = {}
+            norm_mode = base_cfg.speaker_norm if base_cfg.speaker_norm != "none" else "mean"
             if eval_cfg.ablation:
                 for variant, (use_enc, use_pro) in ABLATION.items():
-                    vcfg = replace(base_cfg, use_encoder=use_enc, use_prosody=use_pro)
-                    if vcfg == base_cfg:
-                        continue  # the configured model itself: trained below and logged under its variant name
-                    m = EmotionModel.create(vcfg, labels, d_model=feat_model.featurizer.spec.d_model)
-                    xs = head_inputs(m)
-                    seed_everything(trainer_cfg.seed)
-                    train_head(m, xs["train"], y["train"], a_train, xs["validation"], y["validation"],
-                               optim_cfg, trainer_cfg, data_cfg.batch_size)
-                    m.temperature = fit_temperature(m.scores(xs["validation"])[0], y["validation"], calib_cfg.method)
-                    for split in ("validation", "test"):
-                        p, a = m.probs(xs[split])
-                        sc = score(p, y[split], labels, calib_cfg.ece_bins, a)
-                        metrics.update({f"ablation_{variant}_{split}_{k}": v for k, v in sc.items()})
-                    print(f"[emotion] ablation {variant}: test macro-F1 {metrics[f'ablation_{variant}_test_macro_f1']:.4f}")
+                    for norm, suffix in (("none", ""), (norm_mode, NORM_SUFFIX)):
+                        vcfg = replace(base_cfg, use_encoder=use_enc, use_prosody=use_pro, speaker_norm=norm)
+                        if vcfg == base_cfg:
+                            continue  # the configured model itself: trained below and logged under its variant name
+                        m = EmotionModel.create(vcfg, labels, d_model=feat_model.featurizer.spec.d_model)
+                        xs = fit_variant(m)
+                        heads[variant + suffix] = m
+                        for split in ("validation", "test"):
+                            p, a = m.probs(xs[split])
+                            sc = score(p, y[split], labels, calib_cfg.ece_bins, a)
+                            metrics.update({f"ablation_{variant}{suffix}_{split}_{k}": v for k, v in sc.items()})
+                        print(f"[emotion] ablation {variant}{suffix}: test macro-F1 "
+                              f"{metrics[f'ablation_{variant}{suffix}_test_macro_f1']:.4f}")
+            for n in eval_cfg.learning_curve:
+                if n >= len(data["train"]):
+                    continue
+                keep = {r["id"] for r in balanced_subsample(data["train"], n, data_cfg.seed)}
+                sel = np.array([r["id"] in keep for r in data["train"]])
+                m = EmotionModel.create(base_cfg, labels, d_model=feat_model.featurizer.spec.d_model)
+                xs = head_inputs(m)
+                seed_everything(trainer_cfg.seed)
+                train_head(m, xs["train"][sel], list(np.asarray(y["train"])[sel]), a_train[sel], xs["validation"],
+                           y["validation"], optim_cfg, trainer_cfg, data_cfg.batch_size)
+                metrics[f"learning_curve_val_macro_f1_n{n}"] = score(m.probs(xs["validation"])[0], y["validation"], labels)["macro_f1"]
+                print(f"[emotion] learning curve: {n} training utterances -> val macro-F1 "
+                      f"{metrics[f'learning_curve_val_macro_f1_n{n}']:.4f}")
 
             # 6. fit the configured model
             xs = head_inputs(model)
@@ -416,6 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = train_head(model, xs["train"], y["train"], a_train, xs["validation"], y["validation"],
                                 optim_cfg, trainer_cfg, data_cfg.batch_size)
             metrics["fit_seconds"] = time.time() - t_fit
+            if eval_cfg.learning_curve:
+                metrics[f"learning_curve_val_macro_f1_n{len(data['train'])}"] = score(model.probs(xs["validation"])[0], y["validation"], labels)["macro_f1"]
+            heads[next(v for v, (e, p) in ABLATION.items() if (e, p) == (model.cfg.use_encoder, model.cfg.use_prosody))
+                  + (NORM_SUFFIX if model.normalises else "")] = model
             val_logits, val_arousal = model.scores(xs["validation"])
             test_logits, test_arousal = model.scores(xs["test"])
         else:
@@ -450,9 +495,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # 8. evaluate on test
         test_metrics = {f"test_{k}": v for k, v in score(p_test, y["test"], labels, calib_cfg.ece_bins, test_arousal).items()}
         test_metrics["test_ece_uncalibrated"] = expected_calibration_error(softmax(test_logits), y["test"], calib_cfg.ece_bins)
+        if backend == "whisper" and model.normalises:
+            # the same model when the caller is unknown: every utterance normalised on its own (prior only)
+            p_alone = model.probs(model.normalise(model.inputs(*feats["test"])))[0]
+            test_metrics.update({f"test_nocontext_{k}": v for k, v in score(p_alone, y["test"], labels, calib_cfg.ece_bins).items()
+                                 if k in ("macro_f1", "accuracy", "recall_angry", "ece")})
         metrics.update(test_metrics)
         if backend == "whisper" and eval_cfg.ablation:
             variant = next(v for v, (e, p) in ABLATION.items() if (e, p) == (model.cfg.use_encoder, model.cfg.use_prosody))
+            variant += NORM_SUFFIX if model.normalises else ""
             for split, sc in (("validation", val_metrics), ("test", test_metrics)):
                 pre = "val_" if split == "validation" else "test_"
                 metrics.update({f"ablation_{variant}_{split}_{k[len(pre):]}": v for k, v in sc.items()})
@@ -463,39 +514,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics.update({f"test_f1_{e}": v for e, v in f1.items()})
         _log_reliability(p_test, y["test"], calib_cfg.ece_bins)
 
-        # 9. text signal and fusion (chosen on validation, scored on test)
-        lexicon = LexiconTextSignal(labels=labels)
-        texts = {s: [r.get("text") or "" for r in data[s]] for s in SPLITS}
-        text_probs = {s: lexicon.predict_proba(texts[s]) for s in ("validation", "test")}
-        ngram = None
-        if eval_cfg.text_ngram and any(texts["train"]):
-            ngram = NgramTextSignal(labels).fit(texts["train"], [r["emotion"] for r in data["train"]])
-            from models.emotion.text_signal import combine
-
-            candidates = {"lexicon": text_probs, "ngram": {s: ngram.predict_proba(texts[s]) for s in ("validation", "test")}}
-            candidates["lexicon_ngram"] = {s: combine(candidates["lexicon"][s], candidates["ngram"][s]) for s in ("validation", "test")}
-            for name, probs in candidates.items():
-                metrics[f"text_{name}_val_macro_f1"] = score_text(probs["validation"], [labels[k] for k in y["validation"]], labels).macro_f1
-                metrics[f"text_{name}_test_macro_f1"] = score_text(probs["test"], [labels[k] for k in y["test"]], labels).macro_f1
-            text_choice = max(candidates, key=lambda n: metrics[f"text_{n}_val_macro_f1"])
-            text_probs = candidates[text_choice]
-        else:
-            text_choice = "lexicon"
-        rule = fit_fusion(p_val, text_probs["validation"], y["validation"])
-        fusion = {"fusion_text_weight": rule.text_weight}
-        for split, p_a, key in (("val", p_val, "validation"), ("test", p_test, "test")):
-            fusion.update({f"fusion_{split}_{k}": v for k, v in compare(p_a, text_probs[key], y[key], rule, labels).items()})
-        # escalation operating point: a log-bias on angry reaching evaluation.angry_recall_target on validation
-        angry = index.get("angry")
-        if angry is not None and eval_cfg.angry_recall_target:
-            fused_val = fuse(p_val, text_probs["validation"], rule.text_weight)
-            bias = fit_recall_bias(fused_val, y["validation"], angry, eval_cfg.angry_recall_target)
-            fusion["operating_angry_bias"] = bias
-            for split, p_a, key in (("val", p_val, "validation"), ("test", p_test, "test")):
-                op = with_bias(fuse(p_a, text_probs[key], rule.text_weight), angry, bias)
-                sc = score(op, y[key], labels, calib_cfg.ece_bins)
-                fusion.update({f"operating_{split}_{k}": v for k, v in sc.items() if k in ("macro_f1", "accuracy", "recall_angry")})
-        metrics.update(fusion)
+        # 9. text signal and fusion per transcript source (chosen on the operating source's validation, scored on test)
+        text_out = text_and_fusion(data, y, p_val, p_test, labels, eval_cfg, calib_cfg)
+        metrics.update(text_out.metrics)
+        lexicon, ngram, text_choice, rule = text_out.lexicon, text_out.ngram, text_out.choice, text_out.rule
+        fusion = text_out.metrics
         if eval_cfg.weibo_path:
             wpath = _repo_path(eval_cfg.weibo_path)
             if wpath.is_file():
@@ -508,9 +531,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"[emotion] evaluation.weibo_path {wpath} not found: Weibo check skipped", file=sys.stderr)
 
-        # 10. calls: trajectories and alerts
+        # 10. calls: per-segment scores (causal caller normalisation), trajectories and alerts
         if eval_cfg.max_calls > 0 and data_cfg.corpus_dir and not data_cfg.emotion_folders:
-            metrics.update(_evaluate_calls(model, _repo_path(data_cfg.corpus_dir), eval_cfg))
+            if backend == "whisper":
+                metrics.update(evaluate_calls(heads, model, feat_model, _repo_path(data_cfg.corpus_dir), eval_cfg,
+                                              test_rows=(data["test"], feats["test"]), labels=labels))
+            else:
+                metrics.update(_evaluate_calls(model, _repo_path(data_cfg.corpus_dir), eval_cfg))
         metrics["train_wall_seconds"] = time.time() - t0
         log_metrics(metrics)
 
@@ -520,6 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model.save(model_dir)
             (model_dir / "fusion.json").write_text(json.dumps(
                 {"text_signal": text_choice, "text_weight": rule.text_weight, "val_macro_f1": rule.val_macro_f1,
+                 "transcripts": source_name(eval_cfg.operating_transcripts),
                  "angry_bias": fusion.get("operating_angry_bias", 0.0),
                  "ngram": ngram.to_dict() if ngram is not None and text_choice != "lexicon" else None},
                 ensure_ascii=False), encoding="utf-8")
@@ -536,6 +564,183 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(_summary(metrics, calib, result.global_step, decision, labels))
     return 0
+
+
+@dataclass(frozen=True)
+class TextFusion:
+    metrics: dict  # text_*, fusion_*, operating_* metrics (see text_and_fusion)
+    lexicon: Any  # the LexiconTextSignal
+    ngram: Any  # the fitted NgramTextSignal, or None
+    choice: str  # the text signal used in fusion: lexicon | ngram | lexicon_ngram
+    rule: Any  # the FusionRule fitted on the operating source's validation split
+
+
+def text_and_fusion(data: Mapping[str, Sequence[dict]], y: Mapping[str, Sequence[int]], p_val: np.ndarray,
+                    p_test: np.ndarray, labels: Sequence[str], eval_cfg: EvaluationConfig,
+                    calib_cfg: CalibrationConfig) -> TextFusion:
+    """Text-only, audio-only and fused scores on validation and test for every transcript source.
+
+    The text signal (lexicon, n-gram or both), the fusion weight and the angry operating point (a log-bias reaching
+    ``angry_recall_target`` on validation) are chosen on ``operating_transcripts``, then applied unchanged to every
+    source. Metrics: ``text_<signal>_<source>_{val,test}_macro_f1``; ``fusion_<source>_{val,test}_*`` and
+    ``operating_<source>_{val,test}_*``; the operating source's also under the plain ``fusion_*``/``operating_*``."""
+    from models.emotion.fusion import compare, fit_fusion, fit_recall_bias, fuse, with_bias
+    from models.emotion.text_signal import LexiconTextSignal, NgramTextSignal, combine, score_text
+    from models.emotion.transcripts import ASR_NOISE, REFERENCE, source_name, transcripts
+
+    sources = list(dict.fromkeys([*eval_cfg.transcripts, eval_cfg.operating_transcripts]))
+    names = {src: source_name(src) for src in sources}
+    op = eval_cfg.operating_transcripts
+    texts = {src: {s: transcripts(data[s], src, eval_cfg.transcript_seed) for s in ("validation", "test")} for src in sources}
+    gold = {s: [labels[k] for k in y[s]] for s in ("validation", "test")}
+    lexicon = LexiconTextSignal(labels=labels)
+    ngram = None
+    train_texts = [r.get("text") or "" for r in data["train"]]
+    if eval_cfg.text_ngram and any(train_texts):
+        train_labels = [r["emotion"] for r in data["train"]]
+        if eval_cfg.ngram_asr_augment:
+            train_labels = train_labels * 2
+            train_texts = train_texts + transcripts(data["train"], ASR_NOISE, eval_cfg.transcript_seed + 1)
+        ngram = NgramTextSignal(labels).fit(train_texts, train_labels)
+    metrics: dict[str, float] = {}
+    probs: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # source -> signal -> split -> probabilities
+    for src in sources:
+        cands = {"lexicon": {s: lexicon.predict_proba(texts[src][s]) for s in ("validation", "test")}}
+        if ngram is not None:
+            cands["ngram"] = {s: ngram.predict_proba(texts[src][s]) for s in ("validation", "test")}
+            cands["lexicon_ngram"] = {s: combine(cands["lexicon"][s], cands["ngram"][s]) for s in ("validation", "test")}
+        probs[src] = cands
+        for sig, pr in cands.items():
+            for s, tag in (("validation", "val"), ("test", "test")):
+                f1 = score_text(pr[s], gold[s], labels).macro_f1
+                metrics[f"text_{sig}_{names[src]}_{tag}_macro_f1"] = f1
+                if src == REFERENCE:  # the keys of earlier runs: reference transcripts
+                    metrics[f"text_{sig}_{tag}_macro_f1"] = f1
+    choice = max(probs[op], key=lambda sig: metrics[f"text_{sig}_{names[op]}_val_macro_f1"])
+    rule = fit_fusion(p_val, probs[op][choice]["validation"], y["validation"])
+    metrics["fusion_text_weight"] = rule.text_weight
+    angry = labels.index("angry") if "angry" in labels else None
+    bias = None
+    if angry is not None and eval_cfg.angry_recall_target:
+        bias = fit_recall_bias(fuse(p_val, probs[op][choice]["validation"], rule.text_weight), y["validation"], angry,
+                               eval_cfg.angry_recall_target)
+        metrics["operating_angry_bias"] = bias
+    for src in sources:
+        tags = [f"fusion_{names[src]}"] + (["fusion"] if src == op else [])
+        otags = [f"operating_{names[src]}"] + (["operating"] if src == op else [])
+        for s, tag, p_a in (("validation", "val", p_val), ("test", "test", p_test)):
+            p_t = probs[src][choice][s]
+            cmp = compare(p_a, p_t, y[s], rule, labels)
+            for t in tags:
+                metrics.update({f"{t}_{tag}_{k}": v for k, v in cmp.items()})
+            if bias is not None:
+                sc = score(with_bias(fuse(p_a, p_t, rule.text_weight), angry, bias), y[s], labels, calib_cfg.ece_bins)
+                for t in otags:
+                    metrics.update({f"{t}_{tag}_{k}": v for k, v in sc.items() if k in ("macro_f1", "accuracy", "recall_angry", "ece")})
+    return TextFusion(metrics, lexicon, ngram, choice, rule)
+
+
+def _segment_metrics(probs: np.ndarray, gold: Sequence[int], labels: Sequence[str]) -> dict[str, float]:
+    sc = score(probs, gold, labels)
+    return {k: v for k, v in sc.items() if k in ("macro_f1", "accuracy", "recall_angry")}
+
+
+def evaluate_calls(heads: Mapping[str, Any], model, feat_model, corpus_dir: Path, eval_cfg: EvaluationConfig,
+                   test_rows: tuple[Sequence[dict], tuple] | None = None, labels: Sequence[str] = EMOTIONS) -> dict[str, float]:
+    """Customer segments (turns, with their labels) of up to ``max_calls`` test calls, scored by every audio head.
+
+    Plain heads score each segment alone. Normalising heads score them three ways: ``causal`` (relative to the
+    caller's segments so far in this call: the live service), ``history`` (causal on top of the statistics of the
+    caller's other recordings in the test split, unlabelled: a known caller) and ``alone`` (no caller context).
+    Metrics ``calls_<head>_<how>_segment_{macro_f1,accuracy,recall_angry}`` and ``_call_accuracy`` (duration-weighted
+    call emotion), plus the trajectory/alert metrics of the configured ``model`` (causal when it normalises)."""
+    from data.audio import SAMPLE_RATE, is_silent, load_audio_channels
+    from data.manifest import read_manifest
+    from models.emotion.trajectory import MIN_SEGMENT_S, AlertOptions, SegmentScore, summarize
+
+    path = corpus_dir / "calls.jsonl"
+    if not path.is_file():
+        return {}
+    calls = [r for r in read_manifest(path).records if r.get("split") == "test" and r.get("turns")][: eval_cfg.max_calls]
+    if not calls:
+        return {}
+    index = {e: i for i, e in enumerate(labels)}
+    segs: list[tuple[int, float, float, int]] = []  # (call, start_s, end_s, gold)
+    clips = []
+    for c, rec in enumerate(calls):
+        audio = load_audio_channels(Path(corpus_dir) / rec["audio_stereo"], SAMPLE_RATE, allow_silent=True)[-1]
+        for t in rec["turns"]:
+            if t.get("speaker") != "customer" or t.get("emotion") not in index:
+                continue
+            a, b = float(t["start_s"]), min(float(t["end_s"]), len(audio) / SAMPLE_RATE)
+            clip = audio[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)]
+            if b - a < MIN_SEGMENT_S or is_silent(clip):
+                continue
+            segs.append((c, a, b, index[t["emotion"]]))
+            clips.append(clip)
+    if not segs:
+        return {}
+    enc, pro = feat_model.raw_features(clips)
+    call_of = np.array([s[0] for s in segs])
+    gold = [s[3] for s in segs]
+    call_gold = [index.get(r["emotion"], -1) for r in calls]
+    history_feats: dict[str, list[int]] = {}
+    if test_rows is not None:
+        for i, r in enumerate(test_rows[0]):
+            history_feats.setdefault(str(r.get("speaker") or r["id"]), []).append(i)
+    out: dict[str, float] = {"calls_scored": float(len(calls)), "calls_segments": float(len(segs)),
+                             "calls_with_caller_history": float(sum(str(r.get("speaker") or "") in history_feats for r in calls))}
+    options = AlertOptions(threshold=eval_cfg.alert_threshold, min_span_s=eval_cfg.alert_min_span_s)
+    configured_probs = None
+    for name, head in heads.items():
+        rows = head.inputs(enc, pro)
+        ways = {"alone": None}
+        if head.normalises:
+            ways = {"causal": None, "history": None, "alone": None}
+        for how in ways:
+            x = np.zeros_like(rows)
+            for c, rec in enumerate(calls):
+                m = call_of == c
+                if not m.any():
+                    continue
+                if how == "alone":
+                    x[m] = head.normalise(rows[m])
+                    continue
+                history = None
+                spk = str(rec.get("speaker") or "")
+                if how == "history" and test_rows is not None and spk in history_feats:  # else: causal alone
+                    idx = history_feats[spk]
+                    hist_rows = head.inputs(*(None if f is None else f[idx] for f in test_rows[1]))
+                    history = head.new_caller().add(hist_rows)
+                x[m] = head.normalise(rows[m], causal=True, history=history)
+            probs = head.probs(x)[0]
+            tag = f"calls_{name}_{how}" if head.normalises else f"calls_{name}"
+            out.update({f"{tag}_segment_{k}": v for k, v in _segment_metrics(probs, gold, labels).items()})
+            dur = np.array([s[2] - s[1] for s in segs])
+            pred_call = [int(np.argmax((probs[call_of == c] * dur[call_of == c, None]).sum(0))) if (call_of == c).any() else -1
+                         for c in range(len(calls))]
+            out[f"{tag}_call_accuracy"] = float(np.mean([p == g for p, g in zip(pred_call, call_gold)]))
+            if head is model and (how == "causal" or not head.normalises):
+                configured_probs = probs
+                out["calls_emotion_accuracy"] = out[f"{tag}_call_accuracy"]
+    if configured_probs is not None:
+        hits = {"escalating": [], "calm": []}
+        first_angry = []
+        for c, rec in enumerate(calls):
+            m = np.flatnonzero(call_of == c)
+            scored = [SegmentScore(segs[i][1], segs[i][2], labels[int(np.argmax(configured_probs[i]))],
+                                   {e: float(configured_probs[i][k]) for k, e in enumerate(labels)}, 0.0) for i in m]
+            ce = summarize(scored, options)
+            hits["escalating" if rec["emotion"] in options.emotions else "calm"].append(ce.alert)
+            if rec["emotion"] == "angry" and ce.first_angry_s is not None:
+                first_angry.append(ce.first_angry_s)
+        if hits["escalating"]:
+            out["calls_alert_rate_escalating"] = float(np.mean(hits["escalating"]))
+        if hits["calm"]:
+            out["calls_alert_rate_calm"] = float(np.mean(hits["calm"]))
+        if first_angry:
+            out["calls_first_angry_s_mean"] = float(np.mean(first_angry))
+    return out
 
 
 def log_model_dir(model_dir: Path) -> None:
@@ -617,26 +822,42 @@ def _evaluate_calls(model, corpus_dir: Path, eval_cfg: EvaluationConfig) -> dict
 
 def _summary(metrics: Mapping[str, float], calib: Mapping[str, float], steps: int, decision: Any, labels) -> str:
     g = metrics.get
+    nan = float("nan")
     lines = [
         f"[emotion] {steps} steps, fit {g('fit_seconds', 0):.0f}s, features {g('feature_seconds', 0):.0f}s, "
         f"total {g('train_wall_seconds', 0):.0f}s; temperature {calib['temperature']:.3f} "
         f"(val ECE {calib['val_ece_before']:.4f} -> {calib['val_ece_after']:.4f})",
-        f"test: macro-F1 {g('test_macro_f1', float('nan')):.4f}, accuracy {g('test_accuracy', float('nan')):.4f}, "
-        f"angry recall {g('test_recall_angry', float('nan')):.4f}, ECE {g('test_ece', float('nan')):.4f}",
-        "per-class F1: " + ", ".join(f"{e} {g('test_f1_' + e, float('nan')):.3f}" for e in labels),
+        f"test (audio): macro-F1 {g('test_macro_f1', nan):.4f}, accuracy {g('test_accuracy', nan):.4f}, "
+        f"angry recall {g('test_recall_angry', nan):.4f}, ECE {g('test_ece', nan):.4f}",
+        "per-class F1: " + ", ".join(f"{e} {g('test_f1_' + e, nan):.3f}" for e in labels),
     ]
-    abl = [v for v in ABLATION if f"ablation_{v}_test_macro_f1" in metrics]
+    if "test_nocontext_macro_f1" in metrics:
+        lines.append(f"same model without caller context: macro-F1 {g('test_nocontext_macro_f1'):.4f}, "
+                     f"angry recall {g('test_nocontext_recall_angry', nan):.4f}")
+    abl = sorted(k[len("ablation_"):-len("_test_macro_f1")] for k in metrics
+                 if k.startswith("ablation_") and k.endswith("_test_macro_f1"))
     if abl:
         lines.append("ablation test macro-F1: " + ", ".join(f"{v} {metrics[f'ablation_{v}_test_macro_f1']:.4f}" for v in abl))
-    if "fusion_test_fused_macro_f1" in metrics:
-        lines.append(f"fusion (text weight {g('fusion_text_weight'):.2f}) test macro-F1: audio {g('fusion_test_audio_macro_f1'):.4f}, "
-                     f"text {g('fusion_test_text_macro_f1'):.4f}, fused {g('fusion_test_fused_macro_f1'):.4f}; angry recall audio "
-                     f"{g('fusion_test_audio_angry_recall', float('nan')):.4f}, fused {g('fusion_test_fused_angry_recall', float('nan')):.4f}")
-    if "operating_test_macro_f1" in metrics:
-        lines.append(f"fused + angry bias {g('operating_angry_bias'):.1f} (set on validation) test: macro-F1 "
-                     f"{g('operating_test_macro_f1'):.4f}, angry recall {g('operating_test_recall_angry', float('nan')):.4f}")
+    lc = sorted((int(k.rsplit("_n", 1)[1]), v) for k, v in metrics.items() if k.startswith("learning_curve_val_macro_f1_n"))
+    if lc:
+        lines.append("learning curve (val macro-F1): " + ", ".join(f"{n}: {v:.4f}" for n, v in lc))
+    srcs = sorted({k[len("fusion_"):-len("_test_fused_macro_f1")] for k in metrics
+                   if k.startswith("fusion_") and k.endswith("_test_fused_macro_f1") and k != "fusion_test_fused_macro_f1"})
+    for src in srcs:
+        f = f"fusion_{src}_test_"
+        lines.append(f"[{src} transcripts] test macro-F1 / angry recall: text {g(f + 'text_macro_f1', nan):.4f} / "
+                     f"{g(f + 'text_angry_recall', nan):.4f}, fused {g(f + 'fused_macro_f1', nan):.4f} / "
+                     f"{g(f + 'fused_angry_recall', nan):.4f}, fused + angry bias {g(f'operating_{src}_test_macro_f1', nan):.4f} / "
+                     f"{g(f'operating_{src}_test_recall_angry', nan):.4f}")
+    if "fusion_text_weight" in metrics:
+        lines.append(f"fusion text weight {g('fusion_text_weight'):.2f}, angry bias {g('operating_angry_bias', 0.0):.1f} "
+                     "(set on the operating transcripts' validation split)")
+    calls = sorted(k[len("calls_"):-len("_segment_macro_f1")] for k in metrics if k.startswith("calls_") and k.endswith("_segment_macro_f1"))
+    if calls:
+        lines.append(f"test calls ({g('calls_segments', 0):.0f} customer segments) macro-F1 / angry recall: " + ", ".join(
+            f"{c} {metrics[f'calls_{c}_segment_macro_f1']:.3f}/{g(f'calls_{c}_segment_recall_angry', nan):.3f}" for c in calls))
     if "weibo_lexicon_macro_f1" in metrics:
-        lines.append(f"Weibo text signal macro-F1 (lexicon): {g('weibo_lexicon_macro_f1'):.4f}")
+        lines.append(f"Weibo text signal macro-F1: lexicon {g('weibo_lexicon_macro_f1'):.4f}, n-gram {g('weibo_ngram_macro_f1', nan):.4f}")
     if decision is not None:
         lines.append(f"registry: {decision.model_name} v{decision.version} {'promoted to @champion' if decision.promoted else 'not promoted'}")
     return "\n".join(lines)

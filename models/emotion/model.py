@@ -6,6 +6,10 @@
 The head sees, per utterance, the mean and std over time of chosen encoder layers (``layers``) of a centre
 crop of at most ``max_seconds``, and/or the :mod:`prosody` features of the whole utterance; it predicts the
 taxonomy's emotions (softmax, temperature-calibrated) and a continuous arousal score in [0, 1].
+
+With ``speaker_norm`` set, the head's inputs are taken relative to the caller's own statistics
+(:mod:`models.emotion.normalise`): ``classify_many(audios, speakers=[...])`` normalises each speaker's utterances
+together, ``classify_many(segments, causal=True)`` normalises a call's segments with the ones heard so far.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 
 from data.audio import SAMPLE_RATE
 from models.emotion.encoder_features import WHISPER_BASE, WhisperEncoderFeatures, select_layers
+from models.emotion.normalise import NORM_MODES, PopulationPrior, SpeakerStats, normalise_causal, normalise_groups
 from models.emotion.prosody import FEATURE_NAMES as PROSODY_NAMES
 from models.emotion.prosody import prosody_features
 from models.taxonomy import EMOTIONS
@@ -29,6 +34,7 @@ CONFIG_FILE = "emotion_model.json"  # model directory: configuration, labels, no
 WEIGHTS_FILE = "head.safetensors"  # model directory: the head's weights
 ENCODER_DIR = "encoder"  # model directory: a non-default encoder, saved with the head
 FORMAT_VERSION = 1
+PRIOR_MEAN, PRIOR_VAR = "speaker_norm.mean", "speaker_norm.var"  # weights file: the population prior (speaker_norm)
 
 # Arousal (activation) of each emotion on the circumplex, 0 = calm/low energy, 1 = highly activated. The
 # training target of the arousal head (the corpora label emotions, not arousal); callers read it as a score.
@@ -50,6 +56,8 @@ class EmotionModelConfig:
     hidden: int = 256  # head hidden units
     dropout: float = 0.3  # head dropout (also on the input features)
     arousal_weight: float = 0.5  # weight of the arousal regression loss next to the classification loss
+    speaker_norm: str = "none"  # none | mean | meanstd: head inputs relative to the caller's own statistics
+    speaker_norm_prior: float = 4.0  # pseudo-utterances of population statistics mixed into each caller's
 
 
 @dataclass(frozen=True)
@@ -132,12 +140,13 @@ class EmotionModel(SingleUtteranceClassifier):
     backend = "whisper"
 
     def __init__(self, cfg: EmotionModelConfig, labels: Sequence[str], head: EmotionHead, temperature: float = 1.0,
-                 featurizer: WhisperEncoderFeatures | None = None) -> None:
+                 featurizer: WhisperEncoderFeatures | None = None, prior: PopulationPrior | None = None) -> None:
         self.cfg = cfg
         self.labels = tuple(labels)
         self.net = head
         self.temperature = float(temperature)
         self._featurizer = featurizer
+        self.prior = prior  # the population prior of speaker normalisation (set by fit_speaker_prior)
 
     # -- construction ------------------------------------------------------------------------------
     @staticmethod
@@ -154,6 +163,8 @@ class EmotionModel(SingleUtteranceClassifier):
             featurizer = featurizer or WhisperEncoderFeatures.load(cfg.encoder)
             d_model = featurizer.spec.d_model
         compute_layers(cfg)
+        if cfg.speaker_norm not in NORM_MODES:
+            raise ValueError(f"model.speaker_norm '{cfg.speaker_norm}' is not one of {', '.join(NORM_MODES)}")
         head = EmotionHead(cls.input_dim(cfg, d_model or 0), len(labels), cfg.hidden, cfg.dropout, cfg.arousal_weight)
         return cls(cfg, labels, head, 1.0, featurizer)
 
@@ -172,6 +183,44 @@ class EmotionModel(SingleUtteranceClassifier):
             counts = np.bincount(np.asarray(y), minlength=len(self.labels)).astype(np.float64)
             w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(self.labels), 0.0)
             self.net.class_weights.copy_(torch.as_tensor(w, dtype=torch.float32))
+
+    # -- speaker normalisation -----------------------------------------------------------------------
+    @property
+    def normalises(self) -> bool:
+        """Whether head inputs are taken relative to the caller's statistics (``speaker_norm`` is not none)."""
+        return self.cfg.speaker_norm != "none"
+
+    def fit_speaker_prior(self, rows: np.ndarray, speakers: Sequence[str] | None = None) -> None:
+        """The population prior from training rows (raw head inputs, :meth:`inputs`) and their speakers."""
+        self.prior = PopulationPrior.fit(rows, self.cfg.speaker_norm_prior, speakers)
+
+    def _prior(self) -> PopulationPrior:
+        if self.prior is None:
+            raise RuntimeError("speaker_norm is set but the population prior is missing: call fit_speaker_prior "
+                               "on the training rows before normalising (a saved model carries it)")
+        return self.prior
+
+    def new_caller(self) -> SpeakerStats:
+        """Empty running statistics of one caller (add rows of :meth:`inputs` as segments are heard)."""
+        return SpeakerStats(int(self.net.mean.numel()))
+
+    def normalise(self, rows: np.ndarray, speakers: Sequence[str] | None = None, causal: bool = False,
+                  history: SpeakerStats | None = None) -> np.ndarray:
+        """Raw head inputs made relative to their caller (identity when ``speaker_norm`` is none).
+
+        ``causal``: the rows are one caller's segments in time order, each normalised with the ones before it
+        (and ``history``, the caller's earlier statistics). Otherwise rows of the same ``speakers`` key are
+        normalised together; without ``speakers`` every row is its own caller (the population prior dominates)."""
+        x = np.asarray(rows, dtype=np.float32)
+        if not self.normalises:
+            return x
+        if causal:
+            return normalise_causal(x, self._prior(), self.cfg.speaker_norm, history)
+        if history is not None:
+            return np.stack([history.copy().add(r).normalise(r[None], self._prior(), self.cfg.speaker_norm)[0]
+                             for r in x]) if len(x) else x
+        keys = list(speakers) if speakers is not None else list(range(len(x)))
+        return normalise_groups(x, keys, self._prior(), self.cfg.speaker_norm)
 
     # -- features ----------------------------------------------------------------------------------
     def raw_features(self, audios: Sequence[np.ndarray]) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -218,9 +267,12 @@ class EmotionModel(SingleUtteranceClassifier):
         logits, arousal = self.scores(x)
         return softmax(logits, self.temperature), arousal
 
-    def classify_many(self, audios: Sequence[np.ndarray]) -> list[EmotionResult]:
-        """:meth:`classify` for several 16 kHz utterances (batched)."""
-        probs, arousal = self.probs(self.inputs(*self.raw_features(audios)))
+    def classify_many(self, audios: Sequence[np.ndarray], speakers: Sequence[str] | None = None, causal: bool = False,
+                      history: SpeakerStats | None = None) -> list[EmotionResult]:
+        """:meth:`classify` for several 16 kHz utterances (batched); ``speakers``/``causal``/``history`` give the
+        caller context of a speaker-normalising model (see :meth:`normalise`; ignored by other models)."""
+        x = self.normalise(self.inputs(*self.raw_features(audios)), speakers, causal, history)
+        probs, arousal = self.probs(x)
         return [result(p, a, self.labels) for p, a in zip(probs, arousal)]
 
     # -- persistence -------------------------------------------------------------------------------
@@ -245,7 +297,12 @@ class EmotionModel(SingleUtteranceClassifier):
             "arousal": AROUSAL,
         }
         (folder / CONFIG_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(folder / WEIGHTS_FILE))
+        tensors = {k: v.contiguous() for k, v in self.net.state_dict().items()}
+        if self.normalises:
+            prior = self._prior()
+            tensors[PRIOR_MEAN] = torch.as_tensor(prior.mean, dtype=torch.float32)
+            tensors[PRIOR_VAR] = torch.as_tensor(prior.var, dtype=torch.float32)
+        save_file(tensors, str(folder / WEIGHTS_FILE))
         return folder
 
     @classmethod
@@ -260,8 +317,15 @@ class EmotionModel(SingleUtteranceClassifier):
         c["layers"] = tuple(c["layers"])
         cfg = EmotionModelConfig(**c)
         head = EmotionHead(int(meta["input_dim"]), len(meta["labels"]), cfg.hidden, cfg.dropout, cfg.arousal_weight)
-        head.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
-        return cls(cfg, meta["labels"], head.eval(), float(meta.get("temperature", 1.0)))
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+        prior = None
+        if PRIOR_MEAN in tensors:
+            prior = PopulationPrior(tensors.pop(PRIOR_MEAN).numpy(), tensors.pop(PRIOR_VAR).numpy(), cfg.speaker_norm_prior)
+        elif cfg.speaker_norm != "none":
+            raise ValueError(f"{folder / WEIGHTS_FILE}: speaker_norm is '{cfg.speaker_norm}' but the file has no "
+                             f"{PRIOR_MEAN}: the model directory is incomplete; save it again with EmotionModel.save")
+        head.load_state_dict(tensors)
+        return cls(cfg, meta["labels"], head.eval(), float(meta.get("temperature", 1.0)), prior=prior)
 
 
 def result(probs: np.ndarray, arousal: float, labels: Sequence[str]) -> EmotionResult:
@@ -310,9 +374,11 @@ def _pyfunc_class():
 
 
 def loaded_from_mlflow(path: str | os.PathLike) -> Path:
-    """The saved model directory inside a downloaded MLflow model folder (``artifacts/emotion_model``)."""
-    inner = Path(path) / "artifacts" / PYFUNC_ARTIFACT
-    return inner if inner.is_dir() else Path(path)
+    """The saved model directory (the folder holding :data:`CONFIG_FILE`) at or under ``path``: a model directory
+    itself, or a downloaded MLflow model folder (``artifacts/<name>/``, whatever MLflow named it)."""
+    from training.evaluate import find_model_dir
+
+    return find_model_dir(Path(path), marker=CONFIG_FILE)
 
 
 def __getattr__(name: str):

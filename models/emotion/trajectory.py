@@ -118,11 +118,13 @@ def customer_segments(turns: Sequence[Mapping] | None, duration_s: float, speake
 
 
 def score_call(model, customer_audio_16k: np.ndarray, turns: Sequence[Mapping] | None = None,
-               options: AlertOptions = AlertOptions()) -> CallEmotion:
+               options: AlertOptions = AlertOptions(), history=None) -> CallEmotion:
     """Score every customer segment of a call with ``model`` (anything with ``classify_many``) and summarise.
 
     ``customer_audio_16k`` is the customer channel (ch1 of a stereo call) at 16 kHz; ``turns`` the call's turns
-    (``speaker``, ``start_s``, ``end_s``), or None for fixed windows."""
+    (``speaker``, ``start_s``, ``end_s``), or None for fixed windows. A speaker-normalising model (``normalises``)
+    scores the segments causally: each one relative to the caller's segments so far, on top of ``history`` (the
+    caller's earlier statistics, :meth:`EmotionModel.new_caller`) when given."""
     audio = np.asarray(customer_audio_16k, dtype=np.float32)
     spans = customer_segments(turns, len(audio) / SAMPLE_RATE)
     clips, kept = [], []
@@ -132,6 +134,11 @@ def score_call(model, customer_audio_16k: np.ndarray, turns: Sequence[Mapping] |
             continue
         clips.append(clip)
         kept.append((a, b))
-    results = model.classify_many(clips) if clips else []
+    if not clips:
+        results = []
+    elif getattr(model, "normalises", False):
+        results = model.classify_many(clips, causal=True, history=history)
+    else:
+        results = model.classify_many(clips)
     segs = [SegmentScore(a, b, r.emotion, dict(r.probs), r.arousal) for (a, b), r in zip(kept, results)]
     return summarize(segs, options)
