@@ -4,7 +4,9 @@
 record gets the same answer everywhere. Steps, in order (DESIGN.md "One path for a call"):
 
 1. audio records: load at 16 kHz (mono mix), dialect ID (whole call), recognition (dialect-aware when the
-   recogniser accepts a ``dialect`` keyword), emotion. Each speech component is optional: without a
+   recogniser accepts a ``dialect`` keyword), emotion (given the text and the ``caller`` too when the classifier
+   accepts ``text``/``caller`` keywords: fused with the wording, normalised per caller). Each speech component is
+   optional: without a
    recogniser the reference ``text`` of the record is understood instead (``text_source: "reference"``),
    so intent and slots can be scored on audio manifests before any recogniser exists.
 2. understanding of the text (intent, complaint, slots) by the intent model, in batches.
@@ -95,12 +97,19 @@ def as_classification(result: Any) -> Classification:
     return Classification(str(label), None if conf is None else float(conf), getattr(result, "probs", None))
 
 
-def _accepts_dialect(fn: Callable) -> bool:
+def _keywords(fn: Callable, names: Iterable[str]) -> set[str]:
+    """Which of ``names`` ``fn`` accepts as keywords (all of them when it takes ``**kwargs``)."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
-        return False
-    return "dialect" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        return set()
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return set(names)
+    return {n for n in names if n in params}
+
+
+def _accepts_dialect(fn: Callable) -> bool:
+    return "dialect" in _keywords(fn, ("dialect",))
 
 
 def _plain(value: Any) -> Any:
@@ -147,6 +156,7 @@ class Pipeline:
         self.policy = policy if policy is not None else load_policy()
         self.customer_lookup = customer_lookup
         self._asr_dialect = asr is not None and _accepts_dialect(asr.transcribe)
+        self._emotion_kwargs = _keywords(emotion.classify, ("text", "caller")) if emotion is not None else set()
 
     @property
     def has_speech(self) -> bool:
@@ -180,9 +190,6 @@ class Pipeline:
                 out["transcript"], out["text_source"], out["_text"] = t.text, "asr", t.text
                 if t.confidence is not None:
                     out["transcript_confidence"] = t.confidence
-            if self.emotion is not None:
-                c = as_classification(self.emotion.classify(audio))
-                out["emotion"], out["emotion_confidence"] = tax.check("emotion", c.label), c.confidence
         if "_text" not in out:
             if record.get("text") is None:
                 raise ValueError(
@@ -190,6 +197,14 @@ class Pipeline:
                     "model, or add the transcript as 'text'"
                 )
             out["text_source"], out["_text"] = "reference", str(record["text"])
+        if self.emotion is not None:  # after recognition: a fusing classifier also reads the words and the caller
+            kwargs: dict[str, Any] = {}
+            if "text" in self._emotion_kwargs:
+                kwargs["text"] = out["_text"]
+            if "caller" in self._emotion_kwargs and record.get("caller"):
+                kwargs["caller"] = str(record["caller"])
+            c = as_classification(self.emotion.classify(audio, **kwargs))
+            out["emotion"], out["emotion_confidence"] = tax.check("emotion", c.label), c.confidence
         return out
 
     # -- stage 3: decisions ----------------------------------------------------------------------

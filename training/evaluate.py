@@ -111,10 +111,12 @@ def load_components() -> Components:
 
 
 def load_emotion_component(directory: Path):
-    """The speech-emotion champion as the pipeline's ``emotion`` classifier (``classify(audio) -> .label``)."""
-    from models.emotion.model import CONFIG_FILE, load_emotion_model
+    """The speech-emotion champion as the pipeline's ``emotion`` classifier: audio fused with the transcript's
+    wording and normalised per caller, as the champion was tuned (``classify(audio, text, caller) -> .label``)."""
+    from models.emotion.fused import load_fused_emotion
+    from models.emotion.model import CONFIG_FILE
 
-    return load_emotion_model(find_model_dir(Path(directory), marker=CONFIG_FILE))
+    return load_fused_emotion(find_model_dir(Path(directory), marker=CONFIG_FILE))
 
 
 # -- running ---------------------------------------------------------------------------------------
