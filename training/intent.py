@@ -7,10 +7,12 @@ Steps of :func:`main`:
  1. parse arguments and compose the config
  2. seed everything
  3. data: generate text utterances from ``data/synth/text.py`` on held-out template splits (or read
-    ``<data.corpus_dir>/{train,validation,test}.jsonl``); mix clean and ASR-noised text
+    ``<data.corpus_dir>/{train,validation,test}.jsonl``); training only: clause-spliced and keyword-swapped
+    copies; mix clean and ASR-noised text
  4. model: the backend ``model.backend`` names (``char``: from scratch; ``hf``: fine-tune an encoder)
  5. fit with ``training/loop.py`` (early stopping on the validation score)
- 6. calibrate: temperature scaling on validation logits; ECE before/after
+ 6. calibrate: the char model's expert weights (``calibration.expert_weights: grid``, validation accuracy),
+    then temperature scaling on validation logits; ECE before/after
  7. evaluate on the test split, clean and ASR-noised: intent accuracy and macro-F1, slot F1, ticket
     completeness, complaint F1, ECE
  8. log plots (confusion matrix, per-class F1) and the worst-errors table
@@ -63,7 +65,9 @@ class IntentDataConfig:
     seed: int = 0  # template split and utterance draws
     noise_prob: float = 0.5  # share of training/validation utterances given simulated ASR errors
     clause_splice: float = 0.5  # training only: share of utterances that also give a clause-spliced copy
-    noise: AsrNoiseOptions = field(default_factory=AsrNoiseOptions)  # the simulated ASR errors
+    noise: AsrNoiseOptions = field(default_factory=AsrNoiseOptions)  # the simulated ASR errors (validation, test)
+    train_noise: AsrNoiseOptions | None = None  # training only: the simulated ASR errors there (None: ``noise``)
+    keyword_swap: float = 0.0  # training only: share of utterances that also give a copy with intent keywords swapped
     batch_size: int = 64  # training batch size
 
 
@@ -71,6 +75,8 @@ class IntentDataConfig:
 class CalibrationConfig:
     method: Literal["lbfgs", "grid"] = "lbfgs"  # how the temperature is fitted
     ece_bins: int = DEFAULT_ECE_BINS  # bins of the expected calibration error
+    expert_weights: Literal["fixed", "grid"] = "fixed"  # char model: keep the configured expert weights, or pick them on validation
+    expert_grid: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)  # candidate weights per expert for "grid"
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,42 @@ def splice_clauses(data: Sequence[Labelled], prob: float, seed: int) -> list[Lab
         spans = head + tail
         slots = {s[0]: (u.slots if s[1] < a else other.slots).get(s[0], "") for s in spans}
         out.append(Labelled(u.text[:a] + other.text[b:], u.intent, slots, tuple(spans), u.is_complaint, u.template_id))
+    return out
+
+
+def swap_keywords(data: Sequence[Labelled], prob: float, seed: int, keywords=None) -> list[Labelled]:
+    """``data`` plus, for a share ``prob`` of it, a copy whose keywords of its own intent
+    (``models/intent/keywords.yaml``) are each replaced by another keyword of that intent, spans shifted.
+
+    The keyword lists say what an intent is about in words the training templates may never use; putting
+    them into training sentences teaches the character experts that any of them is evidence for the intent."""
+    from models.intent.keywords import IntentKeywords
+
+    kw = keywords if keywords is not None else IntentKeywords.load()
+    rng = random.Random(seed)
+    pools = {i: [w for w in words if not w.isascii()] for i, words in kw.keywords.items()}
+    out = list(data)
+    for u in data:
+        pool = pools.get(u.intent)
+        if u.spans is None or not pool or rng.random() >= prob:
+            continue
+        spans = [list(s) for s in u.spans]
+        pieces, pos, changed = [], 0, False
+        for m in kw.matches(u.text):
+            if u.intent not in m.intents or any(s[1] < m.end and m.start < s[2] for s in u.spans) or rng.random() < 0.3:
+                continue
+            new = rng.choice(pool)
+            pieces += [u.text[pos:m.start], new]
+            shift = len(new) - (m.end - m.start)
+            for s in spans:  # spans after the match move with it
+                if s[1] >= m.end:
+                    s[1] += shift
+                    s[2] += shift
+            pos, changed = m.end, True
+        if not changed:
+            continue
+        text = "".join(pieces) + u.text[pos:]
+        out.append(Labelled(text, u.intent, u.slots, tuple(tuple(s) for s in spans), u.is_complaint, u.template_id))
     return out
 
 
@@ -336,6 +378,25 @@ def log_model_dir(model_dir: Path) -> None:
         )
 
 
+def weigh_experts(expert_lp: np.ndarray, y: Sequence[int], grid: Sequence[float]) -> tuple[tuple[float, ...], float]:
+    """The expert weights (one grid value per expert) whose weighted sum of log-probs ``expert_lp``
+    (utterances x experts x intents) classifies ``y`` best; ties go to the lower NLL after temperature 1.
+    Returns (weights, accuracy)."""
+    import itertools
+
+    y = np.asarray(y)
+    best: tuple | None = None
+    for w in itertools.product(grid, repeat=expert_lp.shape[1]):
+        z = np.tensordot(expert_lp, np.asarray(w, dtype=np.float64), axes=([1], [0]))
+        acc = float((z.argmax(-1) == y).mean())
+        nll = negative_log_likelihood(z, y, fit_temperature(z, y, "lbfgs"))
+        key = (acc, -nll)
+        if best is None or key > best[0]:
+            best = (key, tuple(float(x) for x in w))
+    assert best is not None
+    return best[1], best[0][0]
+
+
 def decide(model, data: Sequence[Labelled], logits, tag_log_probs) -> list[Understanding]:
     """``model.predict`` from scores already computed (so calibration and evaluation share one forward pass)."""
     return [understand(u.text, z, lp, model.labels, model.temperature, model.gazetteer)
@@ -388,7 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 3. data: clean splits, then a share of train/validation with ASR noise; the test split twice
     clean = load_data(data_cfg)
     spliced = splice_clauses(clean["train"], data_cfg.clause_splice, seed=data_cfg.seed + 3)
-    train = mix_noise(spliced, data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 1)
+    if data_cfg.keyword_swap > 0:
+        spliced = swap_keywords(spliced, data_cfg.keyword_swap, seed=data_cfg.seed + 4)
+    train = mix_noise(spliced, data_cfg.noise_prob, data_cfg.train_noise or data_cfg.noise, seed=data_cfg.seed + 1)
     validation = mix_noise(clean["validation"], data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 2)
     noisy_test = mix_noise(clean["test"], 1.0, data_cfg.noise, seed=eval_cfg.noise_seed)
     test = {"test": clean["test"], "test_noisy": noisy_test}
@@ -420,9 +483,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         model.net.to("cpu").eval()
 
-        # 6. calibrate: temperature scaling on validation logits
-        val_logits, val_tags = model.scores([u.text for u in validation])
+        # 6. calibrate: expert weights (char model, "grid"), then temperature scaling on validation logits
         val_y = [labels.intent_id(u.intent) for u in validation]
+        if calib_cfg.expert_weights == "grid" and hasattr(model, "expert_log_probs"):
+            weights, acc = weigh_experts(model.expert_log_probs([u.text for u in validation]), val_y, calib_cfg.expert_grid)
+            model.set_expert_weights(weights)
+            print(f"[intent] expert weights {weights} (validation intent accuracy {acc:.4f})")
+            _log_metrics({f"expert_weight_{k}": w for k, w in enumerate(weights)})
+        val_logits, val_tags = model.scores([u.text for u in validation])
         temperature = fit_temperature(val_logits, val_y, calib_cfg.method)
         model.temperature = temperature
         calib = {

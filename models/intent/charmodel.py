@@ -67,6 +67,8 @@ class CharModelConfig:
     keyword_dim: int = 16  # size of the per-character keyword-intent tag embedding (0: no tag embedding)
     keyword_scale: float = 1.0  # initial shared weight ``a`` of the keyword expert's hits
     nonkeyword_unk_dropout: float = 0.0  # training only: extra <unk> share on characters outside keywords and slots
+    label_smoothing: float = 0.0  # training only: label smoothing of the GRU and n-gram experts (not the keyword one)
+    expert_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # weights of the experts' log-probs (GRU, n-gram, keyword)
 
 
 def normalize_char(c: str) -> str:
@@ -195,11 +197,19 @@ class CharIntentNet(nn.Module):
         if self.cfg.keywords:
             hits = keyword_hits.to(h.dtype)
             experts.append(self.kw_scale * hits + self.kw_mix(hits))
-        # a product of experts: each expert learns on its own loss, their log-probabilities add up
+        # a weighted product of experts: each expert learns on its own loss, their log-probabilities add up
         log_probs = [F.log_softmax(e, dim=-1) for e in experts]
-        out = {"intent_logits": torch.stack(log_probs).sum(0), "tag_logits": self.tag_head(h)}
+        stacked = torch.stack(log_probs, dim=1)  # batch x experts x intents
+        weights = self.expert_weights(len(log_probs), stacked)
+        out = {
+            "intent_logits": (stacked * weights[None, :, None]).sum(1),
+            "expert_log_probs": stacked,
+            "tag_logits": self.tag_head(h),
+        }
         if intent_labels is not None:
-            loss = sum(F.nll_loss(lp, intent_labels) for lp in log_probs)
+            smooth = [self.cfg.label_smoothing if k < len(log_probs) - int(self.cfg.keywords) else 0.0
+                      for k in range(len(log_probs))]
+            loss = sum(_smoothed_nll(lp, intent_labels, eps) for lp, eps in zip(log_probs, smooth))
             if tag_labels is not None and (tag_labels != IGNORE_INDEX).any():
                 tag_loss = F.cross_entropy(
                     out["tag_logits"].flatten(0, 1), tag_labels.flatten(), ignore_index=IGNORE_INDEX
@@ -207,6 +217,20 @@ class CharIntentNet(nn.Module):
                 loss = loss + self.cfg.slot_loss_weight * tag_loss
             out["loss"] = loss
         return out
+
+
+    def expert_weights(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """The configured weights of the ``n`` experts present (GRU, n-gram if any, keyword if any)."""
+        w = list(self.cfg.expert_weights)
+        names = ["gru", *(["ngram"] if self.ngrams is not None else []), *(["keyword"] if self.cfg.keywords else [])]
+        full = {"gru": w[0] if w else 1.0, "ngram": w[1] if len(w) > 1 else 1.0, "keyword": w[2] if len(w) > 2 else 1.0}
+        return like.new_tensor([full[k] for k in names[:n]])
+
+
+def _smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    """NLL of ``target`` with label smoothing ``eps`` (uniform share over all classes)."""
+    nll = F.nll_loss(log_probs, target)
+    return nll if eps <= 0 else (1.0 - eps) * nll - eps * log_probs.mean(-1).mean()
 
 
 class CharIntentModel(ScoredIntentModel):
@@ -304,6 +328,26 @@ class CharIntentModel(ScoredIntentModel):
 
     # -- inference -------------------------------------------------------------------------------
     @torch.inference_mode()
+    def expert_log_probs(self, texts: Sequence[str]) -> np.ndarray:
+        """Each expert's intent log-probabilities: texts x experts x intents (for weighing the experts)."""
+        self.net.eval()
+        device = next(self.net.parameters()).device
+        out = []
+        for b in range(0, len(texts), PREDICT_BATCH):
+            batch = self.collate([Example(t, 0, None) for t in texts[b : b + PREDICT_BATCH]])
+            batch.pop("intent_labels")
+            batch.pop("tag_labels")
+            out.append(self.net(**{k: v.to(device) for k, v in batch.items()})["expert_log_probs"].float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0, len(self.labels.intents)))
+
+    def set_expert_weights(self, weights: Sequence[float]) -> None:
+        """Use ``weights`` (GRU, n-gram, keyword) for the experts' log-probs from now on (saved with the model)."""
+        from dataclasses import replace
+
+        self.config = replace(self.config, expert_weights=tuple(float(w) for w in weights))
+        self.net.cfg = self.config
+
+    @torch.inference_mode()
     def scores(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         """(intent logits: texts x intents, per text the tag log-probs: len(text) x tags)."""
         self.net.eval()
@@ -368,7 +412,10 @@ class CharIntentModel(ScoredIntentModel):
                 )
         vocab = CharVocab(tuple(json.loads((d / VOCAB_FILE).read_text(encoding="utf-8"))))
         labels = LabelMaps.from_json(config["labels"])
-        cfg = CharModelConfig(**{"keywords": False, **config["model"]})  # saved before keywords existed: off
+        fields = dict(config["model"])
+        if "expert_weights" in fields:
+            fields["expert_weights"] = tuple(fields["expert_weights"])
+        cfg = CharModelConfig(**{"keywords": False, **fields})  # saved before keywords existed: off
         keywords = None
         if cfg.keywords:
             path = d / KEYWORDS_FILE

@@ -49,6 +49,13 @@ CONTEXT_WORDS = {
     "phone": ("电话", "手机", "联系方式", "打我", "回电", "致电", "联系我"),
 }
 _AMOUNT_RE = re.compile(r"\d+(\.\d+)?")
+# Digit readings by toneless pinyin: a recogniser that mishears a digit writes a (near-)homophone (四 -> 寺, 六 -> 纽).
+DIGIT_SOUNDS = {"ling": "零", "dong": "洞", "yi": "一", "yao": "幺", "er": "二", "liang": "两", "san": "三", "si": "四",
+                "wu": "五", "liu": "六", "qi": "七", "ba": "八", "jiu": "九"}
+_DIGIT_CHARS = set("零〇洞一幺二两三四五六七八九0123456789")
+LEADING_DIGIT_RUN = 5  # a misheard first digit is put back only before this many digits, and only on an exact sound
+_NOT_DIGITS = set("是时事市式十石实使始以已医衣依亿意义易")  # common words that sound like a digit: never a misheard one at a number's start
+PRODUCT_WINDOW_SLACK = 1  # characters a known value's window may start away from the tagged span's start
 
 
 @dataclass(frozen=True)
@@ -243,6 +250,64 @@ def snap_to_known(value: str, known: Sequence[str]) -> tuple[str, float]:
     return best, 1.0 - best_d / max(len(best), len(value))
 
 
+@lru_cache(maxsize=1)
+def _digit_keys() -> dict[str, str]:
+    return {fuzzy_pinyin_key(p): d for p, d in DIGIT_SOUNDS.items()}
+
+
+def misheard_digit(char: str) -> str | None:
+    """The digit a recogniser probably meant by ``char`` (same or near pinyin as a digit reading), else None."""
+    if char in _DIGIT_CHARS or not ("\u4e00" <= char <= "\u9fff"):
+        return None
+    py = toneless_pinyin(char)
+    if not py:
+        return None
+    return DIGIT_SOUNDS.get(py) or _digit_keys().get(fuzzy_pinyin_key(py))
+
+
+def repair_digits(text: str) -> str:
+    """``text`` with misheard digits inside digit readings put back: a character that sounds like a digit
+    between two digits ("二六三五四一饲零八" -> "二六三五四一四零八"), or with exactly a digit's sound right before
+    a run of digits ("药三零五零..." -> "幺三零五零..."). One character for one: offsets stay valid."""
+    chars = list(text)
+    for i in range(1, len(chars) - 1):  # inside a reading
+        if chars[i - 1] in _DIGIT_CHARS and text[i + 1] in _DIGIT_CHARS:
+            chars[i] = misheard_digit(chars[i]) or chars[i]
+    for i in range(len(chars) - LEADING_DIGIT_RUN):  # the first digit of a reading
+        if (i == 0 or chars[i - 1] not in _DIGIT_CHARS) and chars[i] not in _NOT_DIGITS and chars[i] not in _DIGIT_CHARS:
+            if all(c in _DIGIT_CHARS for c in chars[i + 1 : i + 1 + LEADING_DIGIT_RUN]):
+                chars[i] = DIGIT_SOUNDS.get(toneless_pinyin(chars[i])) or chars[i]  # exact sound only
+    return "".join(chars)
+
+
+def snap_in_context(text: str, start: int, end: int, known: Sequence[str]) -> tuple[str, float, int, int] | None:
+    """The known value that sounds closest to a window of ``text`` around the tagged span ``[start, end)``
+    (the tagger may cut a misheard value short or run past it), with a similarity and the window's offsets;
+    None when nothing is close enough (the :func:`snap_to_known` rule) or two values tie."""
+    slack = PRODUCT_WINDOW_SLACK
+    best: list = []
+    for k in known:
+        ks = _sound(k)
+        n = len(k)
+        limit = max(1, round(GAZETTEER_MAX_EDIT_SHARE * n))
+        for a in range(max(0, start - slack), min(start + slack, end - 1) + 1):
+            for length in range(max(1, n - 1), n + 2):
+                b = a + length
+                if b > len(text) or b <= start:
+                    continue
+                d = _edit_distance(_sound(text[a:b]), ks)
+                if d <= limit:  # cost: the edits, and half a point per tagged character the window leaves out
+                    uncovered = max(0, a - start) + max(0, end - b)
+                    best.append((d + 0.5 * uncovered, abs(a - start) + abs(b - end), k, a, b, d))
+    if not best:
+        return None
+    best.sort()
+    cost, shift, k, a, b, d = best[0]
+    if any(x[0] == cost and x[1] == shift and x[2] != k for x in best[1:]):
+        return None  # two known values fit equally well
+    return k, 1.0 - d / max(len(k), b - a), a, b
+
+
 # -- slots -----------------------------------------------------------------------------------------
 def plausible(slot: str, value: str | None) -> bool:
     """Whether a normalised slot value looks like a real one (EVALUATION.md formats)."""
@@ -289,18 +354,27 @@ def fill_slots(
     values: dict[str, str] = {}
     chosen: dict[str, tuple[str, int, int, str]] = {}
     conf: dict[str, float] = {}
+    repaired = repair_digits(text)  # misheard digits inside digit readings, one character for one
     for slot, start, end, c in sorted(spans, key=lambda s: -s[3]):
         if slot in values or slot not in slots:
             continue
         surface = text[start:end]
         value = normalize_slot(slot, surface)
+        if not plausible(slot, value) and repaired[start:end] != surface:
+            value = normalize_slot(slot, repaired[start:end])
         if plausible(slot, value):
             similarity = 1.0
-            if gazetteer and gazetteer.get(slot):
-                value, similarity = snap_to_known(value, gazetteer[slot])
+            known = gazetteer.get(slot) if gazetteer else None
+            if known and value not in known:
+                near = snap_in_context(text, start, end, known)
+                if near is not None:
+                    value, similarity, start, end = near
+                    surface = text[start:end]
+                else:
+                    value, similarity = snap_to_known(value, known)
             values[slot], chosen[slot], conf[slot] = value, (slot, start, end, surface), float(c) * similarity
     taken = [(s[1], s[2]) for s in chosen.values()]
-    for kind, start, end, value in find_number_spans(text):
+    for kind, start, end, value in find_number_spans(repaired):
         kind = context_kind(text, start, kind)
         if kind not in slots or kind in values or not plausible(kind, value):
             continue
