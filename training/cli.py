@@ -18,6 +18,8 @@ DEFAULT_CORPUS = REPO / "data" / "corpus" / "default"
 TRAINERS = {
     "intent": "training.intent:main",
     "emotion": "training.emotion:main",
+    "asr": "training.asr:main",
+    "dialect": "training.dialect:main",
 }
 
 
@@ -85,9 +87,9 @@ def _predict(args: argparse.Namespace) -> int:
 # What `hotline serve` needs, in pipeline order: registered model name -> (how to make it, where it comes from).
 SERVICE_MODELS = {
     "intent": (["train", "intent", "--config", "training/configs/intent.yaml"], "trained here on synthetic text"),
-    "asr": (None, "dialect-aware Whisper recogniser: not built yet (issue: dialect ASR)"),
-    "emotion": (None, "speech emotion model: train it with `hotline train emotion` (its audio-only accuracy is still "
-                "below target; issue: speech emotion)"),
+    "asr": (None, "dialect-aware Whisper recogniser: train it with `hotline train asr` (CPU recipe ~20 min)"),
+    "dialect": (None, "dialect ID on the Whisper encoder: train it with `hotline train dialect`"),
+    "emotion": (None, "speech emotion model (audio fused with the transcript): train it with `hotline train emotion`"),
 }
 
 
