@@ -185,7 +185,9 @@ class Pipeline:
                 c = as_classification(self.dialect.classify(audio))
                 out["dialect"], out["dialect_confidence"] = tax.check("dialect", c.label), c.confidence
             if self.asr is not None:
-                kwargs = {"dialect": out["dialect"]} if self._asr_dialect else {}
+                floor = float(getattr(self.dialect, "min_confidence", 0.0) or 0.0)  # unsure -> no dialect prompt
+                sure = out["dialect"] is not None and (out["dialect_confidence"] is None or out["dialect_confidence"] >= floor)
+                kwargs = {"dialect": out["dialect"] if sure else None} if self._asr_dialect else {}
                 t = as_transcription(self.asr.transcribe(audio, **kwargs))
                 out["transcript"], out["text_source"], out["_text"] = t.text, "asr", t.text
                 if t.confidence is not None:

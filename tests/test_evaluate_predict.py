@@ -28,7 +28,7 @@ def random_intent_model():
 
 
 class FixedRecognizer:
-    """A stand-in recogniser (no ASR model exists yet) that remembers the dialect it was given."""
+    """A stand-in recogniser (the pipeline's plumbing, not recognition, is tested here) that remembers the dialect it was given."""
 
     def __init__(self, text: str):
         self.text, self.dialects = text, []
@@ -101,6 +101,17 @@ def test_pipeline_speech_seam(tmp_path, random_intent_model):
     assert loud["dialect_group"] == "cantonese"
     assert "not found" in gone["error"]  # unreadable audio fails this record only
     assert calm["emotion"] == "neutral" and calm["transcript"] == asr.text
+
+
+def test_unsure_dialect_id_gives_the_recogniser_no_dialect(tmp_path, random_intent_model):
+    class UnsureDialect(FixedDialect):
+        min_confidence = 0.8  # the component's threshold: 0.7 is not enough
+
+    asr = FixedRecognizer("喂你好")
+    pipe = Pipeline(intent_model=random_intent_model, asr=asr, dialect=UnsureDialect())
+    (out,) = pipe.process_many([{"id": "u", "audio_path": str(_tone(tmp_path / "u.wav", 0.3))}], progress=False)
+    assert asr.dialects == [None]  # decoded without a dialect prompt
+    assert (out["dialect"], out["dialect_confidence"]) == ("cantonese", 0.7)  # still reported for routing
 
 
 def test_pipeline_isolates_a_failing_text(random_intent_model):

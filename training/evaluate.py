@@ -23,6 +23,8 @@ TRAIN_HINT = "hotline train intent --config training/configs/intent.yaml"
 # the loader taking the downloaded model directory. A
 # component without a champion is skipped (audio records are then understood from their reference text).
 SPEECH_COMPONENTS: dict[str, tuple[str, str]] = {
+    "dialect": ("dialect", "training.evaluate:load_dialect_component"),
+    "asr": ("asr", "training.evaluate:load_asr_component"),
     "emotion": ("emotion", "training.evaluate:load_emotion_component"),
 }
 ERRORS_SHOWN = 10  # failed records whose reasons the summary prints
@@ -108,6 +110,43 @@ def load_components() -> Components:
     if "asr" not in comps.speech:
         comps.notes.append("no speech recogniser: audio records are understood from their reference 'text'")
     return comps
+
+
+class DialectComponent:
+    """The dialect-ID champion as the pipeline's ``dialect`` classifier. Below ``min_confidence`` it answers the
+    most likely dialect with its low confidence; the recogniser then gets no dialect (``dialect=None``)."""
+
+    def __init__(self, model, min_confidence: float):
+        self.model = model
+        self.min_confidence = min_confidence
+
+    def classify(self, audio):
+        return self.model.identify(audio)
+
+
+def load_dialect_component(directory: Path):
+    """The dialect-ID champion (``classify(audio) -> DialectResult``)."""
+    from models.asr.dialect_id import CONFIG_FILE, DEFAULT_MIN_CONFIDENCE, DialectIdModel
+
+    return DialectComponent(DialectIdModel.load(find_model_dir(Path(directory), marker=CONFIG_FILE)), DEFAULT_MIN_CONFIDENCE)
+
+
+class AsrComponent:
+    """The ASR champion as the pipeline's recogniser: ``transcribe(audio, dialect=None) -> Transcript``."""
+
+    def __init__(self, recognizer):
+        self.recognizer = recognizer
+
+    def transcribe(self, audio, dialect: str | None = None):
+        return self.recognizer.transcribe(audio, dialect=dialect)
+
+
+def load_asr_component(directory: Path):
+    """The fine-tuned Whisper champion behind the one recogniser (CTranslate2 int8 on CPU when exported)."""
+    from models.asr.dialects import ASR_CONFIG_FILE
+    from models.asr.recognizer import Recognizer
+
+    return AsrComponent(Recognizer.load(find_model_dir(Path(directory), marker=ASR_CONFIG_FILE)))
 
 
 def load_emotion_component(directory: Path):
