@@ -12,6 +12,7 @@ from models.intent.keywords import IntentKeywords
 from models.intent.understand import (
     Example,
     LabelMaps,
+    SlotRules,
     char_tags,
     fill_slots,
     load_intent_model,
@@ -126,3 +127,30 @@ def test_label_smoothing_changes_only_the_neural_experts_loss():
     assert not torch.isclose(a["loss"], b["loss"])
     with pytest.raises(TypeError):
         CharModelConfig(label_smoothing=0.1, unknown_field=1)  # type: ignore[call-arg]
+
+
+def test_a_word_that_only_sounds_near_a_product_is_not_made_one():
+    known = ("床垫", "船票", "羽绒服", "沙发")
+    text = "停电恢复以后网就一直连不上"  # ting-dian: one syllable from chuang-dian, no character of 床垫
+    assert snap_in_context(text, 0, 2, known) is None
+    slots, spans, _ = fill_slots(text, [("product", 0, 2, 0.4)], LABELS.slots, {"product": known})
+    assert slots == {} and spans == ()  # not snapped, and unknown at low confidence: no product
+    sure = fill_slots(text, [("product", 0, 2, 0.97)], LABELS.slots, {"product": known},
+                      SlotRules(min_shared_chars=1, unknown_min_confidence=0.95))[0]
+    assert sure == {"product": "停电"}  # a very confident span outside the gazetteer is kept as heard
+    loose = fill_slots(text, [("product", 0, 2, 0.4)], LABELS.slots, {"product": known}, SlotRules(0, 0.0))[0]
+    assert loose == {"product": "床垫"}  # the old behaviour, for contrast
+
+
+def test_a_misheard_real_product_still_snaps_under_the_rules():
+    known = ("床垫", "船票", "羽绒服", "沙发")
+    gaz = {"product": known}
+    homophone = fill_slots("订好的船漂被取消了", [("product", 3, 4, 0.3)], LABELS.slots, gaz)[0]
+    assert homophone == {"product": "船票"}  # same sound: snaps even at low confidence
+    text = "我买的羽绒穿了两天就坏了"  # 服 dropped: one edit, two characters kept
+    assert fill_slots(text, [("product", 3, 5, 0.6)], LABELS.slots, gaz)[0] == {"product": "羽绒服"}
+    # a low-confidence non-product span is dropped and the next span of the slot is used
+    text = "停电以后我的床垫也泡水了"
+    spans = [("product", 0, 2, 0.5), ("product", 6, 8, 0.45)]
+    slots, chosen, _ = fill_slots(text, spans, LABELS.slots, gaz)
+    assert slots == {"product": "床垫"} and chosen[0][1:3] == (6, 8)

@@ -59,6 +59,17 @@ PRODUCT_WINDOW_SLACK = 1  # characters a known value's window may start away fro
 
 
 @dataclass(frozen=True)
+class SlotRules:
+    """When a tagged span of a text slot with known values (a gazetteer) becomes a slot value."""
+
+    min_shared_chars: int = 1  # a snap needing syllable edits keeps this many of the value's characters (0: off)
+    unknown_min_confidence: float = 0.95  # a value matching no known value is kept only at this tag confidence
+
+
+DEFAULT_SLOT_RULES = SlotRules()  # min_shared_chars and unknown_min_confidence chosen on validation (clean and noised)
+
+
+@dataclass(frozen=True)
 class Understanding:
     intent: str  # the most probable intent label (taxonomy name)
     intent_confidence: float  # calibrated probability of ``intent``
@@ -231,17 +242,30 @@ def _edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
     return prev[-1]
 
 
-def snap_to_known(value: str, known: Sequence[str]) -> tuple[str, float]:
+def shares_enough(heard: str, value: str, edits: int, min_shared_chars: int) -> bool:
+    """Whether ``heard`` may snap to the known ``value`` ``edits`` syllable edits away: a snap that sounds the same
+    (no edits) always may; one that needs edits must keep ``min_shared_chars`` of ``value``'s characters, so a
+    different word that only sounds near a value (停电 ting-dian for 床垫 chuang-dian) is not turned into it."""
+    return edits == 0 or len(set(heard) & set(value)) >= min_shared_chars
+
+
+def snap_to_known(
+    value: str, known: Sequence[str], min_shared_chars: int = DEFAULT_SLOT_RULES.min_shared_chars
+) -> tuple[str, float]:
     """``value`` replaced by the known value that sounds closest (recognition errors, a measure word caught in
     the span), with a similarity in [0, 1]; ``value`` itself with 1.0 when it is known or nothing is close.
 
     Closeness is the edit distance over syllables compared by :func:`fuzzy_pinyin_key`; a snap needs at most
-    ``GAZETTEER_MAX_EDIT_SHARE`` of the known value's syllables edited (at least one) and a unique best match.
+    ``GAZETTEER_MAX_EDIT_SHARE`` of the known value's syllables edited (at least one), a unique best match and,
+    when it needs edits, ``min_shared_chars`` characters in common (:func:`shares_enough`).
     """
     if not known or value in known:
         return value, 1.0
     sound = _sound(value)
     scored = sorted((_edit_distance(sound, _sound(k)), k) for k in known)
+    scored = [(d, k) for d, k in scored if shares_enough(value, k, d, min_shared_chars)]
+    if not scored:
+        return value, 1.0
     best_d, best = scored[0]
     if best_d > max(1, round(GAZETTEER_MAX_EDIT_SHARE * len(best))):
         return value, 1.0
@@ -280,10 +304,13 @@ def repair_digits(text: str) -> str:
     return "".join(chars)
 
 
-def snap_in_context(text: str, start: int, end: int, known: Sequence[str]) -> tuple[str, float, int, int] | None:
+def snap_in_context(
+    text: str, start: int, end: int, known: Sequence[str], min_shared_chars: int = DEFAULT_SLOT_RULES.min_shared_chars
+) -> tuple[str, float, int, int] | None:
     """The known value that sounds closest to a window of ``text`` around the tagged span ``[start, end)``
     (the tagger may cut a misheard value short or run past it), with a similarity and the window's offsets;
-    None when nothing is close enough (the :func:`snap_to_known` rule) or two values tie."""
+    None when nothing is close enough (the :func:`snap_to_known` rule, :func:`shares_enough` with
+    ``min_shared_chars``) or two values tie."""
     slack = PRODUCT_WINDOW_SLACK
     best: list = []
     for k in known:
@@ -296,7 +323,8 @@ def snap_in_context(text: str, start: int, end: int, known: Sequence[str]) -> tu
                 if b > len(text) or b <= start:
                     continue
                 d = _edit_distance(_sound(text[a:b]), ks)
-                if d <= limit:  # cost: the edits, and half a point per tagged character the window leaves out
+                # cost: the edits, and half a point per tagged character the window leaves out
+                if d <= limit and shares_enough(text[a:b], k, d, min_shared_chars):
                     uncovered = max(0, a - start) + max(0, end - b)
                     best.append((d + 0.5 * uncovered, abs(a - start) + abs(b - end), k, a, b, d))
     if not best:
@@ -342,15 +370,19 @@ def fill_slots(
     spans: Sequence[tuple[str, int, int, float]],
     slots: Sequence[str],
     gazetteer: Mapping[str, Sequence[str]] | None = None,
+    rules: SlotRules | None = None,
 ) -> tuple[dict[str, str], tuple[tuple[str, int, int, str], ...], dict[str, float]]:
     """Slots from tagged spans (ITN-normalised, implausible ones dropped), then number rules for the rest.
 
-    Per slot the most confident plausible span wins. Text slots with a ``gazetteer`` entry (known values,
-    e.g. products seen in training) snap to the known value that sounds closest (:func:`snap_to_known`).
+    Per slot the most confident accepted span wins. Text slots with a ``gazetteer`` entry (known values,
+    e.g. products seen in training) snap to the known value that sounds closest (:func:`snap_in_context`,
+    :func:`snap_to_known`) under ``rules`` (default :data:`DEFAULT_SLOT_RULES`); a span that matches no known
+    value is dropped unless its tag confidence reaches ``rules.unknown_min_confidence``.
     Returns (values, spans with surfaces, confidences).
     """
     from models.intent.itn import find_number_spans, normalize_slot
 
+    rules = rules or DEFAULT_SLOT_RULES
     values: dict[str, str] = {}
     chosen: dict[str, tuple[str, int, int, str]] = {}
     conf: dict[str, float] = {}
@@ -366,12 +398,14 @@ def fill_slots(
             similarity = 1.0
             known = gazetteer.get(slot) if gazetteer else None
             if known and value not in known:
-                near = snap_in_context(text, start, end, known)
+                near = snap_in_context(text, start, end, known, rules.min_shared_chars)
                 if near is not None:
                     value, similarity, start, end = near
                     surface = text[start:end]
                 else:
-                    value, similarity = snap_to_known(value, known)
+                    value, similarity = snap_to_known(value, known, rules.min_shared_chars)
+                if value not in known and c < rules.unknown_min_confidence:
+                    continue  # matches no known value and the tagger is unsure: most likely not a value at all
             values[slot], chosen[slot], conf[slot] = value, (slot, start, end, surface), float(c) * similarity
     taken = [(s[1], s[2]) for s in chosen.values()]
     for kind, start, end, value in find_number_spans(repaired):
@@ -394,11 +428,12 @@ def understand(
     labels: LabelMaps,
     temperature: float = 1.0,
     gazetteer: Mapping[str, Sequence[str]] | None = None,
+    rules: SlotRules | None = None,
 ) -> Understanding:
     """One :class:`Understanding` from a backend's raw scores for ``text``.
 
     ``intent_logits``: (intents,); ``tag_log_probs``: (len(text), tags) log-probabilities per character;
-    ``gazetteer``: known values per text slot (see :func:`fill_slots`).
+    ``gazetteer``: known values per text slot and ``rules`` how they are used (see :func:`fill_slots`).
     """
     probs = softmax(np.asarray(intent_logits, dtype=np.float64)[None], temperature)[0]
     best = int(probs.argmax())
@@ -409,7 +444,7 @@ def understand(
     tag_ids = viterbi_bio(lp, labels.bio_tags)
     char_conf = np.exp(lp[np.arange(len(tag_ids)), tag_ids]) if tag_ids else np.zeros(0)
     spans = decode_bio([labels.bio_tags[t] for t in tag_ids], char_conf)
-    slots, slot_spans, slot_conf = fill_slots(text, spans, labels.slots, gazetteer)
+    slots, slot_spans, slot_conf = fill_slots(text, spans, labels.slots, gazetteer, rules)
     decision = decide_complaint(labels.intents[best], intent_probs, labels.complaint_intents, find_cues(text))
     return Understanding(
         intent=labels.intents[best],
