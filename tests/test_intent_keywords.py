@@ -152,3 +152,51 @@ def test_keywords_on_without_lists_is_an_error():
     model = CharIntentModel.create(TEXTS, LABELS, CharModelConfig(keywords=False, **SMALL))
     with pytest.raises(ValueError, match="keywords: true"):
         CharIntentModel(model.net, model.vocab, LABELS, CharModelConfig(keywords=True, **SMALL))
+
+
+def test_register_cues_separate_asking_from_complaining():
+    kw = IntentKeywords.load()
+    assert set(kw.register) == {"question", "complaint"} and all(len(v) >= 20 for v in kw.register.values())
+    ask = kw.register_vector("我刚买了空调，想问一下保修期多久？")
+    moan = kw.register_vector("售后一直拖着不给换，这是怎么回事？")
+    assert ask[0] > 0 and ask[1] == 0 and ask[2] == 1.0
+    assert moan[1] > 0 and moan[2] == 0.0
+    # longest match over both groups: 怎么回事 is one complaint cue, not the question cue 怎么
+    assert kw.register_counts("这是怎么回事") == {"question": 0, "complaint": 1}
+    with pytest.raises(ValueError, match="register groups \\['praise'\\]"):
+        IntentKeywords.from_mapping({"praise": ["谢谢"]}, register={"praise": ["好"]})
+
+
+def test_register_cues_feed_the_keyword_expert_and_survive_save_load(tmp_path):
+    torch.manual_seed(0)
+    custom = IntentKeywords.from_mapping(
+        {"consultation": ["咨询"], "repair_aftersales": ["保修"]},
+        register={"question": ["多久", "请问"], "complaint": ["一直"]},
+    )
+    cfg = CharModelConfig(keywords=True, register_cues=True, **SMALL)
+    model = CharIntentModel.create(TEXTS, LABELS, cfg, keywords=custom)
+    batch = model.collate([Example("请问保修期多久", 0, None), Example("保修一直没人管", 0, None)])
+    assert batch["register"].shape == (2, 3)
+    assert batch["register"][0].tolist() == pytest.approx([np.log1p(2), 0.0, 1.0])
+    assert batch["register"][1].tolist() == pytest.approx([0.0, np.log1p(1), 0.0])
+    # a weight from "asks without complaining" to consultation moves only the asking text towards it
+    k = INTENTS.index("consultation")
+    before, _ = model.scores(["请问保修期多久", "保修一直没人管"])
+    with torch.no_grad():
+        model.net.kw_mix.weight[k, len(INTENTS) + 2] = 4.0
+    after, _ = model.scores(["请问保修期多久", "保修一直没人管"])
+    delta = after - before
+    assert delta[0, k] - np.delete(delta[0], k).mean() == pytest.approx(4.0, rel=1e-4)
+    assert np.allclose(delta[1], 0.0, atol=1e-5)
+    model.save(tmp_path / "m")
+    loaded = load_intent_model(tmp_path / "m")
+    assert loaded.config.register_cues and loaded.keywords.register == custom.register
+    assert loaded.predict(["请问保修期多久"]) == model.predict(["请问保修期多久"])
+
+
+def test_register_cues_need_keywords_and_cue_lists():
+    with pytest.raises(ValueError, match="needs keywords: true"):
+        CharIntentModel.create(TEXTS, LABELS, CharModelConfig(keywords=False, register_cues=True, **SMALL))
+    plain = IntentKeywords.from_mapping({"praise": ["谢谢"]})
+    with pytest.raises(ValueError, match="no 'register:'"):
+        CharIntentModel.create(TEXTS, LABELS, CharModelConfig(keywords=True, register_cues=True, **SMALL), keywords=plain)

@@ -17,6 +17,11 @@ a per-intent hit vector and a per-character keyword-intent tag. The tag embeddin
 embedding, the hit vector joins the pooled intent features, and a third expert reads the hits alone:
 ``logit_k = a * hits_k + (W hits)_k + b_k`` with ``a`` shared by all intents, so keywords that never
 occurred in training still count.
+
+Register cues (``register_cues: true``, needs ``keywords: true``): the keyword file's intent-free question and
+complaint cue lists give ``REGISTER_FEATURES`` values per text (question hits, complaint hits, "asks without
+complaining"). They join the pooled intent features and the keyword expert's ``W`` input, so the model can
+learn that a question without negative wording is a consultation or an enquiry whatever its topic words.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.intent.keywords import IntentKeywords
+from models.intent.keywords import REGISTER_FEATURES, IntentKeywords
 from models.intent.understand import CONFIG_FILE, Example, LabelMaps, ScoredIntentModel, read_model_config
 
 BACKEND = "char"
@@ -69,6 +74,7 @@ class CharModelConfig:
     nonkeyword_unk_dropout: float = 0.0  # training only: extra <unk> share on characters outside keywords and slots
     label_smoothing: float = 0.0  # training only: label smoothing of the GRU and n-gram experts (not the keyword one)
     expert_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # weights of the experts' log-probs (GRU, n-gram, keyword)
+    register_cues: bool = False  # question-vs-complaint cue features (keywords.yaml register:); needs keywords
 
 
 def normalize_char(c: str) -> str:
@@ -115,7 +121,11 @@ class CharIntentNet(nn.Module):
 
     def __init__(self, vocab_size: int, n_intents: int, n_tags: int, cfg: CharModelConfig):
         super().__init__()
+        if cfg.register_cues and not cfg.keywords:
+            raise ValueError("model config register_cues: true needs keywords: true (the cues live in the keyword file)")
         self.cfg = cfg
+        self.n_intents = n_intents
+        self.n_register = REGISTER_FEATURES if cfg.register_cues else 0  # register features per text
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
         self.kw_tags = None
         emb = cfg.embed_dim
@@ -134,7 +144,7 @@ class CharIntentNet(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         states = 2 * cfg.hidden
         pooled = 2 * states + (cfg.conv_channels if (cfg.pool_conv and self.conv is not None) else 0)
-        pooled += n_intents if cfg.keywords else 0
+        pooled += (n_intents + self.n_register) if cfg.keywords else 0
         self.intent_head = nn.Sequential(
             nn.Linear(pooled, states), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(states, n_intents)
         )
@@ -145,7 +155,7 @@ class CharIntentNet(nn.Module):
             self.ngram_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.ngram_dim, n_intents))
         if cfg.keywords:  # the keyword expert: a * hits + W hits + b, W starts at zero
             self.kw_scale = nn.Parameter(torch.tensor(float(cfg.keyword_scale)))
-            self.kw_mix = nn.Linear(n_intents, n_intents)
+            self.kw_mix = nn.Linear(n_intents + self.n_register, n_intents)
             nn.init.zeros_(self.kw_mix.weight)
             nn.init.zeros_(self.kw_mix.bias)
 
@@ -159,19 +169,22 @@ class CharIntentNet(nn.Module):
         ngram_offsets: torch.Tensor | None = None,
         keyword_hits: torch.Tensor | None = None,
         keyword_tags: torch.Tensor | None = None,
+        register: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Logits for ``input_ids`` (batch x chars); with labels also ``loss`` (intent CE + weighted tag CE).
 
         ``ngram_ids``/``ngram_offsets``: the hashed n-grams of each text, flat, as ``nn.EmbeddingBag`` takes them.
         ``keyword_hits`` (batch x intents) and ``keyword_tags`` (batch x chars): the keyword evidence
-        (:meth:`CharIntentModel.collate` makes them; zeros when left out of a keyword model)."""
+        (:meth:`CharIntentModel.collate` makes them; zeros when left out of a keyword model); ``register``
+        (batch x ``REGISTER_FEATURES``): the question/complaint cue features of a ``register_cues`` model."""
         mask = attention_mask.bool()
         lengths = mask.sum(1).clamp(min=1)
         x = self.embed(input_ids)
         if self.cfg.keywords:
-            n_int = self.kw_mix.in_features
             if keyword_hits is None:
-                keyword_hits = x.new_zeros(input_ids.shape[0], n_int)
+                keyword_hits = x.new_zeros(input_ids.shape[0], self.n_intents)
+            if self.n_register and register is None:
+                register = x.new_zeros(input_ids.shape[0], self.n_register)
             if self.kw_tags is not None:
                 tags = keyword_tags if keyword_tags is not None else torch.zeros_like(input_ids)
                 x = torch.cat([x, self.kw_tags(tags)], dim=-1)
@@ -190,13 +203,16 @@ class CharIntentNet(nn.Module):
         mean = (h * m).sum(1) / lengths.unsqueeze(-1).to(h.dtype)
         mx = h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).max(1).values
         if self.cfg.keywords:
-            pools.append(keyword_hits.to(h.dtype))
+            evidence = keyword_hits.to(h.dtype)
+            if self.n_register:
+                evidence = torch.cat([evidence, register.to(h.dtype)], dim=-1)
+            pools.append(evidence)
         experts = [self.intent_head(torch.cat([mean, mx, *pools], dim=-1))]
         if self.ngrams is not None and ngram_ids is not None:
             experts.append(self.ngram_head(self.ngrams(ngram_ids, ngram_offsets)))
         if self.cfg.keywords:
             hits = keyword_hits.to(h.dtype)
-            experts.append(self.kw_scale * hits + self.kw_mix(hits))
+            experts.append(self.kw_scale * hits + self.kw_mix(evidence))
         # a weighted product of experts: each expert learns on its own loss, their log-probabilities add up
         log_probs = [F.log_softmax(e, dim=-1) for e in experts]
         stacked = torch.stack(log_probs, dim=1)  # batch x experts x intents
@@ -257,6 +273,9 @@ class CharIntentModel(ScoredIntentModel):
             raise ValueError("model config says keywords: true but no IntentKeywords were given; pass keywords=")
         if keywords is not None:
             keywords.check_intents(labels.intents)
+        if config.register_cues and keywords is not None and not keywords.register:
+            raise ValueError("model config says register_cues: true but the keyword lists have no 'register:' "
+                             "question/complaint cues; add them to the keyword file or set register_cues: false")
         self.keywords = keywords if config.keywords else None  # the intent keyword lists (keywords: true)
 
     @classmethod
@@ -297,9 +316,12 @@ class CharIntentModel(ScoredIntentModel):
             intents = self.labels.intents
             kw_tags = torch.zeros(len(ids), width, dtype=torch.long)
             hits = np.zeros((len(ids), len(intents)), dtype=np.float32)
+            register = np.zeros((len(ids), REGISTER_FEATURES), dtype=np.float32) if self.config.register_cues else None
             for r, e in enumerate(examples):
                 text = e.text[:cut]
                 hits[r] = self.keywords.hit_vector(text, intents)
+                if register is not None:
+                    register[r] = self.keywords.register_vector(text)
                 t = self.keywords.char_tags(text, intents)
                 if t:
                     kw_tags[r, : len(t)] = torch.tensor(t, dtype=torch.long)
@@ -324,6 +346,8 @@ class CharIntentModel(ScoredIntentModel):
         if kw_tags is not None:
             batch["keyword_hits"] = torch.from_numpy(hits)
             batch["keyword_tags"] = kw_tags
+            if register is not None:
+                batch["register"] = torch.from_numpy(register)
         return batch
 
     # -- inference -------------------------------------------------------------------------------
@@ -390,7 +414,8 @@ class CharIntentModel(ScoredIntentModel):
         (d / VOCAB_FILE).write_text(json.dumps(list(self.vocab.chars), ensure_ascii=False), encoding="utf-8")
         if self.keywords is not None:
             (d / KEYWORDS_FILE).write_text(
-                json.dumps({"intents": self.keywords.to_mapping()}, ensure_ascii=False, indent=1), encoding="utf-8"
+                json.dumps({"intents": self.keywords.to_mapping(), "register": self.keywords.register_mapping()},
+                           ensure_ascii=False, indent=1), encoding="utf-8"
             )
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         save_file(state, str(d / WEIGHTS_FILE))
@@ -424,7 +449,7 @@ class CharIntentModel(ScoredIntentModel):
                     f"{path} is missing but {d / CONFIG_FILE} says keywords: true; re-save or retrain the model"
                 )
             doc = json.loads(path.read_text(encoding="utf-8"))
-            keywords = IntentKeywords.from_mapping(doc.get("intents", {}), str(path))
+            keywords = IntentKeywords.from_mapping(doc.get("intents", {}), str(path), register=doc.get("register"))
         net = CharIntentNet(len(vocab), len(labels.intents), len(labels.bio_tags), cfg)
         net.load_state_dict(load_file(str(d / WEIGHTS_FILE)))
         net.to(device).eval()

@@ -8,6 +8,11 @@ would write them, independent of any training phrasing. The char intent model re
 - ``char_tags``: per character, 1 + the index of the intent whose keyword covers it (0: none; a phrase of
   several intents tags the first of them)
 
+A second, intent-free list (``register:`` in the YAML) separates asking from complaining:
+``register_vector`` gives the question-cue hits (请问, 多久, 能不能 ...), the complaint-cue hits (negative
+wording: 一直, 根本, 太过分 ...) and a flag "asks without complaining", which points to consultation and
+order_inquiry whatever the topic words say (保修期多久 is a question, not a repair complaint).
+
 Texts and keywords are compared in one form (NFKC, simplified, lower-case); punctuation is kept, so
 offsets stay those of the original text.
 """
@@ -15,7 +20,7 @@ offsets stay those of the original text.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -25,6 +30,8 @@ import numpy as np
 from models.textnorm import to_simplified
 
 DEFAULT_KEYWORDS_FILE = Path(__file__).with_name("keywords.yaml")
+REGISTER_GROUPS = ("question", "complaint")  # the cue groups of ``register:`` in the keyword file
+REGISTER_FEATURES = 3  # register_vector: log1p(question hits), log1p(complaint hits), asks-without-complaining
 
 
 @lru_cache(maxsize=65536)
@@ -54,19 +61,23 @@ class IntentKeywords:
     """Keywords per intent, with longest-match search."""
 
     keywords: Mapping[str, tuple[str, ...]]  # intent -> its keywords (folded)
+    register: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # "question"/"complaint" -> cues (folded)
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Sequence[str]], source: str = "keywords") -> "IntentKeywords":
-        """Keywords from ``{intent: [keyword, ...]}`` (blank entries dropped, order and duplicates removed)."""
-        if not isinstance(mapping, Mapping):
-            raise ValueError(f"{source}: expected a mapping intent -> list of keywords, got {type(mapping).__name__}")
-        out: dict[str, tuple[str, ...]] = {}
-        for intent, words in mapping.items():
-            if isinstance(words, str) or not isinstance(words, Sequence):
-                raise ValueError(f"{source}: the keywords of intent {intent!r} must be a list of strings")
-            folded = {_fold(str(w).strip()) for w in words if w is not None and str(w).strip()}
-            out[str(intent)] = tuple(sorted(folded))
-        return cls(out)
+    def from_mapping(
+        cls,
+        mapping: Mapping[str, Sequence[str]],
+        source: str = "keywords",
+        register: Mapping[str, Sequence[str]] | None = None,
+    ) -> "IntentKeywords":
+        """Keywords from ``{intent: [keyword, ...]}`` (blank entries dropped, order and duplicates removed);
+        ``register``: the optional ``{"question": [...], "complaint": [...]}`` cue lists."""
+        out = _folded_lists(mapping, source, "intent")
+        reg = _folded_lists(register or {}, f"{source} (register:)", "register group")
+        unknown = sorted(set(reg) - set(REGISTER_GROUPS))
+        if unknown:
+            raise ValueError(f"{source}: register groups {unknown} are not one of {', '.join(REGISTER_GROUPS)}")
+        return cls(out, reg)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "IntentKeywords":
@@ -79,10 +90,13 @@ class IntentKeywords:
         doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         if not isinstance(doc, Mapping) or "intents" not in doc:
             raise ValueError(f"{p}: expected a top-level 'intents:' mapping intent -> list of keywords")
-        return cls.from_mapping(doc["intents"], str(p))
+        return cls.from_mapping(doc["intents"], str(p), register=doc.get("register"))
 
     def to_mapping(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.keywords.items()}
+
+    def register_mapping(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.register.items()}
 
     def check_intents(self, intents: Sequence[str], source: str = "keywords") -> None:
         """Raise if a listed intent is not one of ``intents`` (a typo would silently drop its evidence)."""
@@ -139,3 +153,43 @@ class IntentKeywords:
                 tags[m.start : m.end] = [1 + ids[0]] * (m.end - m.start)
         return tags
 
+    def register_counts(self, text: str) -> dict[str, int]:
+        """Per register group, its cues in ``text`` (non-overlapping, longest first over both groups, so
+        怎么回事 counts as a complaint cue and not as the question cue 怎么)."""
+        cached = self.__dict__.get("_cached_register")
+        if cached is None:
+            table = {w: g for g in REGISTER_GROUPS for w in self.register.get(g, ())}
+            cached = (table, max((len(w) for w in table), default=0))
+            object.__setattr__(self, "_cached_register", cached)
+        table, longest = cached
+        counts = {g: 0 for g in REGISTER_GROUPS}
+        t, i = _fold(text), 0
+        while i < len(t):
+            for n in range(min(longest, len(t) - i), 0, -1):
+                g = table.get(t[i : i + n])
+                if g is not None:
+                    counts[g] += 1
+                    i += n
+                    break
+            else:
+                i += 1
+        return counts
+
+    def register_vector(self, text: str) -> np.ndarray:
+        """``REGISTER_FEATURES`` values: log1p(question cues), log1p(complaint cues), 1 if the text asks
+        (a question cue) without complaining (no complaint cue), else 0."""
+        c = self.register_counts(text)
+        q, k = c["question"], c["complaint"]
+        return np.array([np.log1p(q), np.log1p(k), float(q > 0 and k == 0)], dtype=np.float32)
+
+
+def _folded_lists(mapping: Mapping[str, Sequence[str]], source: str, what: str) -> dict[str, tuple[str, ...]]:
+    """``{name: [phrase, ...]}`` folded, blanks and duplicates dropped, sorted."""
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{source}: expected a mapping {what} -> list of phrases, got {type(mapping).__name__}")
+    out: dict[str, tuple[str, ...]] = {}
+    for name, words in mapping.items():
+        if isinstance(words, str) or not isinstance(words, Sequence):
+            raise ValueError(f"{source}: the phrases of {what} {name!r} must be a list of strings")
+        out[str(name)] = tuple(sorted({_fold(str(w).strip()) for w in words if w is not None and str(w).strip()}))
+    return out
