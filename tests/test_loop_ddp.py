@@ -71,6 +71,16 @@ def test_two_step_run_then_loss_decreases():
     assert more.last_metrics["acc"] > max(before, 0.85)
 
 
+def test_a_spent_time_budget_ends_training_after_the_step_and_still_evaluates():
+    train, val = toy_data(64, 0), toy_data(32, 1)
+    seed_everything(0)
+    out = fit(Toy(), DataLoader(train, batch_size=16), None, OPTIM,
+              {**TRAINER, "max_epochs": 50, "max_minutes": 1e-9}, evaluate_fn=lambda m: accuracy(m, val))
+    assert out.global_step == 1 and "acc" in out.last_metrics  # the budget was spent before the first step ended
+    with pytest.raises(ConfigError, match="max_minutes"):
+        fit(Toy(), DataLoader(train, batch_size=16), None, OPTIM, {**TRAINER, "max_minutes": 0})
+
+
 def test_early_stopping_keeps_and_restores_best_weights():
     train = toy_data(32, 0)
     scripted = iter([0.5, 0.7, 0.6, 0.65, 0.6, 0.9])

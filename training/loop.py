@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
 
@@ -68,6 +69,7 @@ class TrainerConfig:
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # DDP backend when WORLD_SIZE > 1 (auto: nccl on CUDA, else gloo)
     num_processes: int = 1  # processes a launcher starts with torchrun (1 = no DDP)
     find_unused_parameters: bool = False  # DDP option for models that skip some parameters in forward
+    max_minutes: float | None = None  # wall-clock budget of training steps; when spent, fit ends after the step
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,9 @@ def fit(
     history: list[dict[str, float]] = []
     train_losses: list[float] = []
     global_step, epoch, stopped_early = 0, 0, False
+    if tc.max_minutes is not None and tc.max_minutes <= 0:
+        raise ConfigError(f"trainer.max_minutes must be > 0 or null, got {tc.max_minutes}")
+    deadline = None if tc.max_minutes is None else time.monotonic() + 60.0 * tc.max_minutes
     window: list[float] = []  # losses since the last train_loss log
     epoch_losses: list[float] = []
 
@@ -360,6 +365,12 @@ def fit(
             if tc.max_steps is not None and global_step >= tc.max_steps:
                 done = True
                 break
+            if deadline is not None:  # every rank stops at the same step: the flag is averaged across ranks
+                late = D.all_reduce_mean({"late": float(time.monotonic() >= deadline)}, info,
+                                         device if device.type == "cuda" else "cpu")["late"]
+                if late > 0:
+                    done = True
+                    break
         if not stopped_early and state["last_eval_step"] != global_step:  # epoch end, or max_steps reached
             if evaluate(epoch):
                 done = stopped_early = True
