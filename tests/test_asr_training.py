@@ -82,7 +82,10 @@ def test_cached_encoder_recipe_trains_scores_saves_and_registers(tiny_corpus, ti
         assert 0.0 <= m[f"val_cer_{d}"] and f"zero_shot_val_cer_{d}" in m
     assert {"val_cer", "zero_shot_val_cer", "real_cer", "real_zero_shot_cer", "cache_seconds", "steps"} <= set(m)
     assert m["steps"] == 3
-    assert run.data.tags["promotion.promoted"] == "true"  # first version: champion
+    assert "tuned_val_cer" in m and "interpolated_val_cer" in m  # the default config interpolates (WiSE-FT 0.5)
+    # first version: champion unless it is worse than zero-shot on the "real" clips (the registry's guard)
+    passes = m["real_cer"] <= m["real_zero_shot_cer"]
+    assert run.data.tags["promotion.promoted"] == str(passes).lower()
     from mlflow import MlflowClient
 
     arts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "samples")}
@@ -105,7 +108,20 @@ def test_cached_encoder_recipe_trains_scores_saves_and_registers(tiny_corpus, ti
     assert all(EncoderStateCache(folder, m["n"]).complete for folder, m in metas.items())
     from training.registry import champion_version
 
-    assert champion_version("asr") is not None
+    assert (champion_version("asr") is not None) == passes
+
+
+def test_interpolation_moves_every_weight_once_towards_the_base():
+    tuned, _ = _tiny_whisper(seed=1)
+    base, _ = _tiny_whisper(seed=2)
+    before = {k: v.clone() for k, v in tuned.state_dict().items()}
+    asr.interpolate_weights(tuned, base, 0.25)
+    after, b = tuned.state_dict(), base.state_dict()
+    for k, v in after.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, b[k] + 0.25 * (before[k] - b[k]))  # tied weights moved once, not twice
+    with pytest.raises(asr.ConfigError, match="model.interpolate"):
+        asr.interpolate_weights(tuned, base, 1.5)
 
 
 def test_encoder_in_the_loop_with_lora_specaugment_checkpointing_bf16(tiny_corpus, tiny_whisper_dir, tmp_path):

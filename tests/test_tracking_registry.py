@@ -136,3 +136,31 @@ def test_registry_promotes_only_better_models(store: Path):
     assert registry.champion_uri("intent_reg") == "models:/intent_reg@champion"
     champion = registry.load_champion("intent_reg", flavor="pytorch")
     assert torch.all(champion.weight == 4.0)  # the alias moved to the better model's weights
+
+
+def test_a_guard_keeps_failing_versions_out_and_replaces_a_failing_champion(store: Path):
+    """ASR's rule: never worse than zero-shot on real speech (real_cer <= real_zero_shot_cer)."""
+    import mlflow
+    import mlflow.pytorch
+
+    guard = ("real_cer", "real_zero_shot_cer")
+
+    def register(val_cer: float, real_cer: float):
+        with tracking.start_run("asr_reg", {"trainer": {"device": "cpu"}}) as run:
+            tracking.log_metrics({"val_cer": val_cer, "real_cer": real_cer, "real_zero_shot_cer": 0.36})
+            mlflow.pytorch.log_model(torch.nn.Linear(2, 1), name="model", serialization_format="pickle",
+                                     pip_requirements=["torch"])
+        return registry.register_and_maybe_promote(run.info.run_id, "model", "asr_reg", "val_cer", val_cer,
+                                                   higher_is_better=False, guard=guard)
+
+    first = register(0.58, 0.52)  # best synthetic CER, worse than zero-shot on real speech
+    assert not first.promoted and "fails the guard real_cer <= real_zero_shot_cer" in first.reason
+    assert registry.champion_version("asr_reg") is None
+    second = register(0.77, 0.35)
+    assert second.promoted and "no champion" in second.reason
+    third = register(0.50, 0.40)  # better synthetic CER, but fails the guard: the champion stays
+    assert not third.promoted and str(registry.champion_version("asr_reg").version) == second.version
+    # a champion promoted before the guard existed, failing it, is replaced by the next version that passes
+    registry._client().set_registered_model_alias("asr_reg", registry.CHAMPION, third.version)
+    fourth = register(0.80, 0.30)
+    assert fourth.promoted and f"version {third.version} fails the guard" in fourth.reason

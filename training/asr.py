@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = CONFIG_ROOT / "asr.yaml"
 SPLITS = ("train", "validation")
 MODEL_ARTIFACT = "model"  # MLflow artifact path of the saved model folder
+REAL_SPEECH_GUARD = ("real_cer", "real_zero_shot_cer")  # registry: never promote a model worse than zero-shot on real speech
 SAMPLES_DIR = "samples"  # MLflow artifact folder of the sample transcript tables
 REPO = Path(__file__).resolve().parents[1]
 UNKNOWN = "unknown"  # dialect group of records without a dialect label
@@ -115,6 +116,8 @@ class AsrModelConfig:
     dropout: float = 0.0  # WhisperConfig.dropout during fine-tuning
     state_mask: StateMaskConfig = field(default_factory=StateMaskConfig)  # encoder: cached
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)  # encoder: frozen or trained
+    interpolate: float = 1.0  # WiSE-FT: keep base + interpolate * (tuned - base); < 1 keeps more of the pretrained
+    # model's general knowledge (fixed a priori, not tuned on real speech)
 
 
 @dataclass(frozen=True)
@@ -436,6 +439,21 @@ def prepare_model(whisper: Any, cfg: AsrModelConfig) -> Any:
         whisper.config.use_cache = False
         whisper.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return _train_module_class()(whisper, cfg.encoder, cfg.state_mask)
+
+
+def interpolate_weights(tuned: Any, base: Any, weight: float) -> None:
+    """WiSE-FT in place: every floating-point tensor of ``tuned`` becomes base + weight * (tuned - base)."""
+    import torch
+
+    if not 0.0 <= weight <= 1.0:
+        raise ConfigError(f"model.interpolate must be in [0, 1], got {weight}")
+    base_sd = base.state_dict()
+    seen: set[int] = set()  # tied tensors (output projection = token embeddings) are moved once
+    with torch.no_grad():
+        for name, t in tuned.state_dict().items():
+            if t.is_floating_point() and t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                t.copy_(base_sd[name].to(t.device, t.dtype) + weight * (t - base_sd[name].to(t.device, t.dtype)))
 
 
 def count_parameters(module: Any) -> tuple[int, int]:
@@ -852,6 +870,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if mc.gradient_checkpointing:
             whisper.gradient_checkpointing_disable()
         whisper.eval()
+        if mc.interpolate != 1.0:  # WiSE-FT: the saved model is a point between the base and the tuned weights
+            interpolate_weights(whisper, load_whisper(mc.base)[0], mc.interpolate)
+            with decoding(ec.decode_threads):
+                hyps = transcribe_states(whisper, tokenizer, val_states, val_dialects, True, ec.batch_size, ec.max_new_tokens)
+            metrics.update({f"tuned_{k}": v for k, v in val_metrics.items()})
+            val_metrics = score_transcripts(val_recs, hyps, "val_")
+            log_metrics({f"interpolated_{k}": v for k, v in val_metrics.items()})
+            _log_text(sample_table(val_recs, hyps, ec.samples_per_dialect, zero_hyps), f"{SAMPLES_DIR}/interpolated.txt")
+            print(f"[asr] interpolated (weight {mc.interpolate}) validation CER " + _cer_line(val_metrics, "val_"))
 
         # 8. real speech: zero-shot vs fine-tuned on real recordings
         if ec.realspeech_manifest:
@@ -876,7 +903,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mlflow.log_artifacts(str(folder), artifact_path=MODEL_ARTIFACT)
                 mlflow.set_tag("asr.ct2_export", "yes" if written["ct2"] else "no")
                 decision = register_and_maybe_promote(run.info.run_id, MODEL_ARTIFACT, run_cfg.name, ec.promote_metric,
-                                                      val_metrics[ec.promote_metric], higher_is_better=False)
+                                                      val_metrics[ec.promote_metric], higher_is_better=False,
+                                                      guard=REAL_SPEECH_GUARD)
     print(_summary(metrics, val_metrics, decision))
     return 0
 

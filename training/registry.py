@@ -115,9 +115,12 @@ def register_and_maybe_promote(
     metric: str,
     value: float,
     higher_is_better: bool = True,
+    guard: tuple[str, str] | None = None,
 ) -> PromotionDecision:
     """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``model_name``; give it @champion
-    if ``value`` of ``metric`` beats the champion's. Records and prints the decision."""
+    if ``value`` of ``metric`` beats the champion's. ``guard = (a, b)``: a version whose run has metric a > metric b
+    is never promoted, and a champion that fails it is replaced by the next version that passes (e.g. ASR:
+    ``("real_cer", "real_zero_shot_cer")``, not worse than zero-shot on real speech). Records and prints the decision."""
     import mlflow
 
     client = _client()
@@ -137,7 +140,17 @@ def register_and_maybe_promote(
     version = str(mv.version)
 
     better = "higher" if higher_is_better else "lower"
-    if previous is None:
+    passes = _guard(client, run_id, guard)
+    prev_passes = _guard(client, previous.run_id, guard) if previous is not None else True
+    if not passes:
+        promoted = False
+        reason = (f"version {version} fails the guard {guard[0]} <= {guard[1]}: not promoted"
+                  + (f"; {CHAMPION} stays version {prev_version}" if prev_version else ""))
+    elif not prev_passes:
+        promoted = True
+        reason = (f"{CHAMPION} version {prev_version} fails the guard {guard[0]} <= {guard[1]} and version {version} "
+                  f"passes it ({metric}={value:.4g}): version {version} promoted")
+    elif previous is None:
         promoted, reason = True, f"no {CHAMPION} for '{model_name}' yet: version {version} becomes {CHAMPION}"
     elif prev_value is None:
         promoted = not math.isnan(value)
@@ -167,6 +180,15 @@ def register_and_maybe_promote(
     client.set_model_version_tag(model_name, version, "promoted", str(promoted).lower())
     print(f"[registry] {model_name} v{version}: {'PROMOTED' if promoted else 'not promoted'}: {reason}")
     return decision
+
+
+def _guard(client, run_id: str | None, guard: tuple[str, str] | None) -> bool:
+    """Whether the run's metrics satisfy ``guard = (a, b)``: a <= b (True when there is no guard or a metric is
+    missing, e.g. a check that was skipped)."""
+    if guard is None:
+        return True
+    a, b = (_run_metric(client, run_id, m) for m in guard)
+    return a is None or b is None or a <= b
 
 
 def load_champion(model_name: str, flavor: str = "pyfunc") -> Any:
