@@ -203,8 +203,9 @@ class Pipeline:
             kwargs: dict[str, Any] = {}
             if "text" in self._emotion_kwargs:
                 kwargs["text"] = out["_text"]
-            if "caller" in self._emotion_kwargs and record.get("caller"):
-                kwargs["caller"] = str(record["caller"])
+            who = record.get("caller") or record.get("speaker")  # the caller's number, else a corpus speaker id
+            if "caller" in self._emotion_kwargs and who:
+                kwargs["caller"] = str(who)
             c = as_classification(self.emotion.classify(audio, **kwargs))
             out["emotion"], out["emotion_confidence"] = tax.check("emotion", c.label), c.confidence
         return out

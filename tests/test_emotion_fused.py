@@ -81,6 +81,10 @@ def test_the_pipeline_passes_transcript_and_caller(tmp_path):
         {"id": "a", "audio_path": str(path), "text": "你好，我想查一下订单。", "caller": "138"},
         {"id": "b", "audio_path": str(path), "text": ANGRY_TEXT, "caller": "138"},
     ], progress=False)
+    # the caller's history was kept: "138" has two segments now; a corpus record's speaker id keys it too
+    assert pipe.emotion._callers["138"].n == 2
+    pipe.process_many([{"id": "c", "audio_path": str(path), "text": "好的", "speaker": "spk0001"}], progress=False)
+    assert pipe.emotion._callers["spk0001"].n == 1
     assert angry["emotion"] == "angry" and angry["text_source"] == "reference"
     assert calm["emotion"] != "angry"
 
