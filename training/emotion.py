@@ -724,22 +724,28 @@ def evaluate_calls(heads: Mapping[str, Any], model, feat_model, corpus_dir: Path
                 configured_probs = probs
                 out["calls_emotion_accuracy"] = out[f"{tag}_call_accuracy"]
     if configured_probs is not None:
-        hits = {"escalating": [], "calm": []}
-        first_angry = []
+        outcomes = []
         for c, rec in enumerate(calls):
             m = np.flatnonzero(call_of == c)
             scored = [SegmentScore(segs[i][1], segs[i][2], labels[int(np.argmax(configured_probs[i]))],
                                    {e: float(configured_probs[i][k]) for k, e in enumerate(labels)}, 0.0) for i in m]
-            ce = summarize(scored, options)
-            hits["escalating" if rec["emotion"] in options.emotions else "calm"].append(ce.alert)
-            if rec["emotion"] == "angry" and ce.first_angry_s is not None:
-                first_angry.append(ce.first_angry_s)
-        if hits["escalating"]:
-            out["calls_alert_rate_escalating"] = float(np.mean(hits["escalating"]))
-        if hits["calm"]:
-            out["calls_alert_rate_calm"] = float(np.mean(hits["calm"]))
-        if first_angry:
-            out["calls_first_angry_s_mean"] = float(np.mean(first_angry))
+            outcomes.append((rec["emotion"], summarize(scored, options)))
+        out.update(_alert_metrics(outcomes, options))
+    return out
+
+
+def _alert_metrics(outcomes: Sequence[tuple[str, Any]], options: Any) -> dict[str, float]:
+    """Alert rate on angry/anxious calls vs the others, and the mean time to the first angry segment on angry
+    calls, from (the call's true emotion, its summarised trajectory) pairs."""
+    hits: dict[str, list[bool]] = {"escalating": [], "calm": []}
+    first_angry = []
+    for emotion, ce in outcomes:
+        hits["escalating" if emotion in options.emotions else "calm"].append(ce.alert)
+        if emotion == "angry" and ce.first_angry_s is not None:
+            first_angry.append(ce.first_angry_s)
+    out = {f"calls_alert_rate_{k}": float(np.mean(v)) for k, v in hits.items() if v}
+    if first_angry:
+        out["calls_first_angry_s_mean"] = float(np.mean(first_angry))
     return out
 
 
@@ -801,22 +807,13 @@ def _evaluate_calls(model, corpus_dir: Path, eval_cfg: EvaluationConfig) -> dict
     if not calls:
         return {}
     options = AlertOptions(threshold=eval_cfg.alert_threshold, min_span_s=eval_cfg.alert_min_span_s)
-    hits = {"escalating": [], "calm": []}
-    correct, first_angry = [], []
+    outcomes = []
     for rec in calls:
         stereo = load_audio_channels(Path(corpus_dir) / rec["audio_stereo"], SAMPLE_RATE, allow_silent=True)
-        ce = score_call(model, stereo[-1], rec["turns"], options)
-        hits["escalating" if rec["emotion"] in options.emotions else "calm"].append(ce.alert)
-        correct.append(ce.call_emotion == rec["emotion"])
-        if rec["emotion"] == "angry" and ce.first_angry_s is not None:
-            first_angry.append(ce.first_angry_s)
-    out = {"calls_scored": float(len(calls)), "calls_emotion_accuracy": float(np.mean(correct))}
-    if hits["escalating"]:
-        out["calls_alert_rate_escalating"] = float(np.mean(hits["escalating"]))
-    if hits["calm"]:
-        out["calls_alert_rate_calm"] = float(np.mean(hits["calm"]))
-    if first_angry:
-        out["calls_first_angry_s_mean"] = float(np.mean(first_angry))
+        outcomes.append((rec["emotion"], score_call(model, stereo[-1], rec["turns"], options)))
+    out = {"calls_scored": float(len(calls)),
+           "calls_emotion_accuracy": float(np.mean([ce.call_emotion == emotion for emotion, ce in outcomes]))}
+    out.update(_alert_metrics(outcomes, options))
     return out
 
 
