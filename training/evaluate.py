@@ -131,22 +131,13 @@ def load_dialect_component(directory: Path):
     return DialectComponent(DialectIdModel.load(find_model_dir(Path(directory), marker=CONFIG_FILE)), DEFAULT_MIN_CONFIDENCE)
 
 
-class AsrComponent:
-    """The ASR champion as the pipeline's recogniser: ``transcribe(audio, dialect=None) -> Transcript``."""
-
-    def __init__(self, recognizer):
-        self.recognizer = recognizer
-
-    def transcribe(self, audio, dialect: str | None = None):
-        return self.recognizer.transcribe(audio, dialect=dialect)
-
-
 def load_asr_component(directory: Path):
-    """The fine-tuned Whisper champion behind the one recogniser (CTranslate2 int8 on CPU when exported)."""
+    """The fine-tuned Whisper champion behind the one recogniser (CTranslate2 int8 on CPU when exported); the
+    pipeline calls ``transcribe(audio, dialect=...) -> Transcript``."""
     from models.asr.dialects import ASR_CONFIG_FILE
     from models.asr.recognizer import Recognizer
 
-    return AsrComponent(Recognizer.load(find_model_dir(Path(directory), marker=ASR_CONFIG_FILE)))
+    return Recognizer.load(find_model_dir(Path(directory), marker=ASR_CONFIG_FILE))
 
 
 def load_emotion_component(directory: Path):
