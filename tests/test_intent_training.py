@@ -40,6 +40,8 @@ def _run_and_check(argv: list[str], tmp_path) -> dict:
             assert 0.0 <= metrics[f"{split}_{m}"] <= 1.0, (split, m)
     for m in ("temperature", "val_ece_before", "val_ece_after", "val_score", "train_loss"):
         assert m in metrics
+    # refit (on in intent.yaml): the tested and registered model was trained again on train + validation
+    assert metrics["refit_train_size"] == 48 + 16 and metrics["refit_seconds"] > 0 and "refit_train_loss" in metrics
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"config.yaml", "plots", "worst_errors.json"} <= artifacts
     plots = {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
@@ -74,6 +76,38 @@ def test_train_intent_hf_config(tmp_path):
     bert = make_tiny_bert(tmp_path / "bert", texts)
     config = _run_and_check([str(CONFIG_ROOT / "intent_hf.yaml"), *TINY, f"model.pretrained={bert}"], tmp_path)
     assert config["backend"] == "hf" and config["model"]["pretrained"] == bert
+
+
+def test_refit_sees_validation_and_keeps_calibration(tmp_path):
+    """refit(): a fresh model whose vocabulary and gazetteer come from train + validation, trained for the
+    scaled step count, with the stage-one expert weights and temperature."""
+    from training.config import load_config, to_dataclass
+    from training.intent import IntentDataConfig, Labelled, RefitConfig, build_model, generate_split, refit
+    from training.loop import OptimConfig, TrainerConfig
+    from models.intent.understand import LabelMaps
+
+    cfg = load_config(CONFIG_ROOT / "intent.yaml", TINY)
+    data_cfg, labels = to_dataclass(IntentDataConfig, cfg["data"]), LabelMaps.from_taxonomy()
+    train = generate_split("train", 22, seed=0)
+    extra = Labelled("鑫淼犇的龘被扣了两次钱", "billing_error", {"product": "龘"}, (("product", 4, 5),), True)
+    first = build_model(cfg["model"], [u.text for u in train], labels)
+    first.set_expert_weights((0.5, 0.25, 2.0))
+    first.temperature = 1.7
+    new = refit(first, [*train, extra], kept_steps=2, steps_per_epoch=1, model_cfg=cfg["model"], labels=labels,
+                data_cfg=data_cfg, optim_cfg=to_dataclass(OptimConfig, cfg["optim"]),
+                trainer_cfg=to_dataclass(TrainerConfig, cfg["trainer"]), refit_cfg=RefitConfig(enabled=True))
+    assert new is not first and new.temperature == 1.7 and new.config.expert_weights == (0.5, 0.25, 2.0)
+    assert "龘" in new.vocab.chars and "龘" not in first.vocab.chars and "龘" in new.gazetteer["product"]
+    assert new.predict(["鑫淼犇的龘被扣了两次钱"])[0].intent in labels.intents
+
+
+def test_refit_refuses_multi_process_runs(tmp_path, monkeypatch):
+    from training.config import ConfigError
+    from training.intent import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="refit.enabled=false"):
+        main(["--config", str(CONFIG_ROOT / "intent.yaml"), *TINY])
 
 
 def test_corpus_dir_is_read(tmp_path):

@@ -12,7 +12,11 @@ Steps of :func:`main`:
  4. model: the backend ``model.backend`` names (``char``: from scratch; ``hf``: fine-tune an encoder)
  5. fit with ``training/loop.py`` (early stopping on the validation score)
  6. calibrate: the char model's expert weights (``calibration.expert_weights: grid``, validation accuracy),
-    then temperature scaling on validation logits; ECE before/after
+    then temperature scaling on validation logits; ECE before/after. The validation metrics (and the
+    registry's comparison) are those of this model.
+ 6b. refit (``refit.enabled``): a fresh model trained on the train *and* validation templates for the step
+    count early stopping kept, with the expert weights and temperature chosen in 6; it is the model that
+    is tested, saved and registered (more phrasings seen; the test templates stay held out)
  7. evaluate on the test split, clean and ASR-noised: intent accuracy and macro-F1, slot F1, ticket
     completeness, complaint F1, ECE
  8. log plots (confusion matrix, per-class F1) and the worst-errors table
@@ -84,6 +88,13 @@ class EvaluationConfig:
     noise_seed: int = 1234  # seed of the ASR-noised copy of the test split
     worst_errors: int = 100  # rows in the worst-errors table
     promote_metric: str = "val_score"  # validation metric the registry compares with the champion's
+
+
+@dataclass(frozen=True)
+class RefitConfig:
+    enabled: bool = False  # after calibration, train a fresh model on train + validation templates (one process only)
+    step_scale: Literal["data", "same"] = "data"  # refit steps: the kept step count scaled by the data size, or the same
+
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -185,6 +196,14 @@ def swap_keywords(data: Sequence[Labelled], prob: float, seed: int, keywords=Non
         text = "".join(pieces) + u.text[pos:]
         out.append(Labelled(text, u.intent, u.slots, tuple(tuple(s) for s in spans), u.is_complaint, u.template_id))
     return out
+
+
+def augment_for_training(clean: Sequence[Labelled], cfg: IntentDataConfig) -> list[Labelled]:
+    """The training set made from clean utterances: clause-spliced and keyword-swapped copies, then a noised share."""
+    spliced = splice_clauses(clean, cfg.clause_splice, seed=cfg.seed + 3)
+    if cfg.keyword_swap > 0:
+        spliced = swap_keywords(spliced, cfg.keyword_swap, seed=cfg.seed + 4)
+    return mix_noise(spliced, cfg.noise_prob, cfg.train_noise or cfg.noise, seed=cfg.seed + 1)
 
 
 def generate_split(split: str, n: int, seed: int, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[Labelled]:
@@ -403,6 +422,44 @@ def decide(model, data: Sequence[Labelled], logits, tag_log_probs) -> list[Under
             for u, z, lp in zip(data, logits, tag_log_probs)]
 
 
+def refit(model, clean: Sequence[Labelled], kept_steps: int, steps_per_epoch: int, model_cfg: ConfigDict,
+          labels: LabelMaps, data_cfg: IntentDataConfig, optim_cfg, trainer_cfg, refit_cfg: RefitConfig):
+    """A fresh model of the same recipe trained on ``clean`` (train + validation utterances) for the step count
+    early stopping kept (scaled by the data size with ``step_scale: data``), without evaluation; it takes over the
+    calibrated expert weights and temperature of ``model``."""
+    import dataclasses
+    import math
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from training.loop import fit
+
+    train = augment_for_training(clean, data_cfg)
+    new = build_model(model_cfg, [u.text for u in train], labels)
+    new.gazetteer = build_gazetteer(clean)
+    generator = torch.Generator().manual_seed(trainer_cfg.seed)
+    loader = DataLoader(to_examples(train, labels), batch_size=data_cfg.batch_size, shuffle=True, generator=generator,
+                        collate_fn=partial(new.collate, train=True))
+    steps = max(1, kept_steps)
+    if refit_cfg.step_scale == "data":
+        steps = max(1, math.ceil(steps * len(loader) / max(1, steps_per_epoch)))
+    refit_trainer = dataclasses.replace(
+        trainer_cfg, max_steps=steps, eval_every_n_steps=None, restore_best=False,
+        early_stopping=dataclasses.replace(trainer_cfg.early_stopping, metric=None))
+    print(f"[intent] refit: {len(clean)} clean utterances (train + validation) -> {len(train)} training examples, "
+          f"{steps} steps (early stopping kept {kept_steps})")
+    from training.tracking import log_metrics
+
+    fit(new.net, loader, None, optim_cfg, refit_trainer, None,
+        log_fn=lambda metrics, step: log_metrics({f"refit_{k}": v for k, v in metrics.items()}, step))
+    new.net.to("cpu").eval()
+    if hasattr(new, "set_expert_weights") and hasattr(model, "config"):
+        new.set_expert_weights(model.config.expert_weights)
+    new.temperature = model.temperature
+    return new
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hotline train intent", description=__doc__.split("\n")[0])
     p.add_argument("--config", default=str(DEFAULT_CONFIG),
@@ -436,6 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer_cfg = to_dataclass(TrainerConfig, cfg["trainer"])
     calib_cfg = to_dataclass(CalibrationConfig, cfg.get("calibration", {}))
     eval_cfg = to_dataclass(EvaluationConfig, cfg.get("evaluation", {}))
+    refit_cfg = to_dataclass(RefitConfig, cfg.get("refit", {}))
+    if refit_cfg.enabled and D.env_world_size() > 1:
+        raise ConfigError("refit.enabled=true trains the final model in one process after the ranks finish; "
+                          "pass refit.enabled=false for a multi-process (torchrun) run")
     model_name = str(cfg.get("name", "intent"))
     labels = LabelMaps.from_taxonomy(DEFAULT_TAXONOMY)
 
@@ -448,10 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 3. data: clean splits, then a share of train/validation with ASR noise; the test split twice
     clean = load_data(data_cfg)
-    spliced = splice_clauses(clean["train"], data_cfg.clause_splice, seed=data_cfg.seed + 3)
-    if data_cfg.keyword_swap > 0:
-        spliced = swap_keywords(spliced, data_cfg.keyword_swap, seed=data_cfg.seed + 4)
-    train = mix_noise(spliced, data_cfg.noise_prob, data_cfg.train_noise or data_cfg.noise, seed=data_cfg.seed + 1)
+    train = augment_for_training(clean["train"], data_cfg)
     validation = mix_noise(clean["validation"], data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 2)
     noisy_test = mix_noise(clean["test"], 1.0, data_cfg.noise, seed=eval_cfg.noise_seed)
     test = {"test": clean["test"], "test_noisy": noisy_test}
@@ -506,6 +564,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         val_metrics["val_score"] = (val_metrics["val_intent_accuracy"] + val_metrics["val_slot_f1"]) / 2
         _log_metrics(val_metrics)
 
+        # 6b. refit: a fresh model on train + validation, same recipe and step count, stage-6 calibration
+        refit_seconds = 0.0
+        if refit_cfg.enabled:
+            t_refit = time.time()
+            model = refit(model, clean["train"] + clean["validation"], result.best_step, len(train_loader),
+                          cfg["model"], labels, data_cfg, optim_cfg, trainer_cfg, refit_cfg)
+            refit_seconds = time.time() - t_refit
+            _log_metrics({"refit_seconds": refit_seconds, "refit_train_size": len(clean["train"]) + len(clean["validation"])})
+
         # 7. evaluate on the test split, clean and ASR-noised
         metrics: dict[str, float] = {}
         preds: dict[str, list[Understanding]] = {}
@@ -516,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics.update({f"{split}_{k}": v for k, v in scores.items()})
             y = [labels.intent_id(u.intent) for u in data]
             metrics[f"{split}_ece_uncalibrated"] = expected_calibration_error(softmax(logits), y, calib_cfg.ece_bins)
-        metrics["fit_seconds"] = fit_seconds
+        metrics["fit_seconds"] = fit_seconds + refit_seconds
         metrics["train_wall_seconds"] = time.time() - t0
         _log_metrics(metrics)
 
