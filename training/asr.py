@@ -719,14 +719,9 @@ def write_mlmodel(folder: Path, run_id: str) -> None:
 
 
 # -- the run ---------------------------------------------------------------------------------------
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="hotline train asr", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: training/configs/asr.yaml)")
-    p.add_argument("--out", default=None, help="also keep the saved model folder here")
+def _flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max_steps", type=int, default=None, help="shortcut for trainer.max_steps=N")
     p.add_argument("--no_export", action="store_true", help="skip the CTranslate2 export")
-    p.add_argument("overrides", nargs="*", help="config overrides like data.max_train=64 trainer.max_minutes=5")
-    return p.parse_args(list(argv) if argv is not None else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -735,10 +730,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from models.asr.bootstrap import load_whisper
     from training.loop import fit, seed_everything
     from training.registry import register_and_maybe_promote
+    from training.steps import parse_args
     from training.tracking import log_metrics, start_run
 
     # 1. parse arguments and compose the config
-    args = _parse(argv)
+    args = parse_args("asr", DEFAULT_CONFIG, __doc__, "data.max_train=64 trainer.max_minutes=5", argv, extra=_flags)
     overrides = ([f"trainer.max_steps={args.max_steps}"] if args.max_steps else []) + list(args.overrides)  # flags win
     cfg = load_config(args.config, overrides)
     run_cfg = parse_config(cfg)

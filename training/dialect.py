@@ -22,7 +22,6 @@ Steps of :func:`main`:
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -36,7 +35,7 @@ import numpy as np
 
 from models.calibration import DEFAULT_ECE_BINS, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from models.taxonomy import DIALECTS
-from training.config import CONFIG_ROOT, ConfigError, load_config, to_dataclass
+from training.config import CONFIG_ROOT, ConfigError, to_dataclass
 from training.emotion import FEATURE_VERSION, SPLITS, _key, _repo_path, cached_rows, load_utterance, score
 
 DEFAULT_CONFIG = CONFIG_ROOT / "dialect.yaml"
@@ -182,33 +181,22 @@ def confident_share(probs: np.ndarray, gold: Sequence[int], min_confidence: floa
 
 
 # -- the run ---------------------------------------------------------------------------------------
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="hotline train dialect", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: training/configs/dialect.yaml)")
-    p.add_argument("--out", default=None, help="also keep the saved model folder here")
-    p.add_argument("overrides", nargs="*", help="config overrides like data.max_train=64 trainer.max_steps=2")
-    return p.parse_args(list(argv) if argv is not None else None)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from models.asr.dialect_id import DialectIdConfig, DialectIdModel, label_ids
     from training.emotion import _log_reliability
-    from training.loop import OptimConfig, TrainerConfig, seed_everything
+    from training.loop import seed_everything
     from training.registry import register_and_maybe_promote
+    from training.steps import compose, parse_args
     from training.tracking import log_confusion_matrix, log_metrics, log_per_class_f1, start_run
 
     # 1. parse arguments and compose the config
-    args = _parse(argv)
-    cfg = load_config(args.config, args.overrides)
-    data_cfg = to_dataclass(DialectDataConfig, cfg["data"])
+    args = parse_args("dialect", DEFAULT_CONFIG, __doc__, "data.max_train=64 trainer.max_steps=2", argv)
+    setup = compose(args, DialectDataConfig, CalibrationConfig, EvaluationConfig, default_name="dialect")
+    cfg, data_cfg, optim_cfg, trainer_cfg = setup.cfg, setup.data, setup.optim, setup.trainer
+    calib_cfg, eval_cfg, model_name = setup.calibration, setup.evaluation, setup.name
     model_cfg = to_dataclass(DialectIdConfig, cfg["model"])
-    optim_cfg = to_dataclass(OptimConfig, cfg["optim"])
-    trainer_cfg = to_dataclass(TrainerConfig, cfg["trainer"])
-    calib_cfg = to_dataclass(CalibrationConfig, cfg.get("calibration", {}))
-    eval_cfg = to_dataclass(EvaluationConfig, cfg.get("evaluation", {}))
-    model_name = str(cfg.get("name", "dialect"))
     labels = DIALECTS
 
     # 2. seed everything, cap threads (spin-waiting OpenMP threads on a shared CPU are very slow)

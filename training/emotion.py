@@ -30,7 +30,6 @@ Steps of :func:`main`:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -46,7 +45,7 @@ import numpy as np
 
 from models.calibration import DEFAULT_ECE_BINS, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from models.taxonomy import EMOTIONS
-from training.config import CONFIG_ROOT, ConfigDict, ConfigError, load_config, to_dataclass
+from training.config import CONFIG_ROOT, ConfigDict, ConfigError, to_dataclass
 
 DEFAULT_CONFIG = CONFIG_ROOT / "emotion.yaml"
 SPLITS = ("train", "validation", "test")
@@ -304,14 +303,6 @@ def score(probs: np.ndarray, gold: Sequence[int], labels: Sequence[str], ece_bin
 
 
 # -- the run ---------------------------------------------------------------------------------------
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="hotline train emotion", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: training/configs/emotion.yaml)")
-    p.add_argument("--out", default=None, help="also keep the saved model directory here")
-    p.add_argument("overrides", nargs="*", help="config overrides like data.max_train=64 trainer.max_steps=2")
-    return p.parse_args(list(argv) if argv is not None else None)
-
-
 def _model_cfg(model_cfg: ConfigDict):
     from models.emotion.model import EmotionModelConfig
 
@@ -350,19 +341,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from models.emotion.model import EmotionModel, arousal_targets
     from models.emotion.text_signal import read_weibo, score_text
     from models.emotion.transcripts import source_name
-    from training.loop import OptimConfig, TrainerConfig, seed_everything
+    from training.loop import seed_everything
     from training.registry import register_and_maybe_promote
+    from training.steps import compose, parse_args
     from training.tracking import log_confusion_matrix, log_metrics, log_per_class_f1, start_run
 
     # 1. parse arguments and compose the config
-    args = _parse(argv)
-    cfg = load_config(args.config, args.overrides)
-    data_cfg = to_dataclass(EmotionDataConfig, cfg["data"])
-    optim_cfg = to_dataclass(OptimConfig, cfg["optim"])
-    trainer_cfg = to_dataclass(TrainerConfig, cfg["trainer"])
-    calib_cfg = to_dataclass(CalibrationConfig, cfg.get("calibration", {}))
-    eval_cfg = to_dataclass(EvaluationConfig, cfg.get("evaluation", {}))
-    model_name = str(cfg.get("name", "emotion"))
+    args = parse_args("emotion", DEFAULT_CONFIG, __doc__, "data.max_train=64 trainer.max_steps=2", argv)
+    setup = compose(args, EmotionDataConfig, CalibrationConfig, EvaluationConfig, default_name="emotion")
+    cfg, data_cfg, optim_cfg, trainer_cfg = setup.cfg, setup.data, setup.optim, setup.trainer
+    calib_cfg, eval_cfg, model_name = setup.calibration, setup.evaluation, setup.name
     backend = cfg["model"].get("backend", "whisper")
     if backend not in ("whisper", "hf"):
         raise ConfigError(f"model.backend '{backend}' is not one of whisper, hf (set in {cfg['model'].where('backend')})")

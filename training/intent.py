@@ -26,7 +26,6 @@ Steps of :func:`main`:
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -51,7 +50,7 @@ from models.calibration import (
 )
 from models.intent.understand import Example, LabelMaps, Understanding, char_tags, understand
 from models.taxonomy import DEFAULT_TAXONOMY, DIALECTS, Taxonomy
-from training.config import CONFIG_ROOT, ConfigDict, ConfigError, load_config, to_dataclass
+from training.config import CONFIG_ROOT, ConfigDict, ConfigError, to_dataclass
 
 DEFAULT_CONFIG = CONFIG_ROOT / "intent.yaml"
 REPO_ROOT = CONFIG_ROOT.parent.parent
@@ -460,15 +459,6 @@ def refit(model, clean: Sequence[Labelled], kept_steps: int, steps_per_epoch: in
     return new
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="hotline train intent", description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=str(DEFAULT_CONFIG),
-                   help="experiment YAML (default: training/configs/intent.yaml)")
-    p.add_argument("--out", default=None, help="also keep the saved model directory here")
-    p.add_argument("overrides", nargs="*", help="config overrides like data.n_train=64 trainer.max_steps=2")
-    return p.parse_args(list(argv) if argv is not None else None)
-
-
 def _log_metrics(metrics: Mapping[str, float]) -> None:
     from training.tracking import log_metrics
 
@@ -481,23 +471,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch.utils.data import DataLoader
 
     from training import distributed as D
-    from training.loop import OptimConfig, TrainerConfig, fit, seed_everything
+    from training.loop import fit, seed_everything
     from training.registry import register_and_maybe_promote
+    from training.steps import compose, parse_args
     from training.tracking import log_confusion_matrix, log_per_class_f1, start_run
 
     # 1. parse arguments and compose the config
-    args = _parse(argv)
-    cfg = load_config(args.config, args.overrides)
-    data_cfg = to_dataclass(IntentDataConfig, cfg["data"])
-    optim_cfg = to_dataclass(OptimConfig, cfg["optim"])
-    trainer_cfg = to_dataclass(TrainerConfig, cfg["trainer"])
-    calib_cfg = to_dataclass(CalibrationConfig, cfg.get("calibration", {}))
-    eval_cfg = to_dataclass(EvaluationConfig, cfg.get("evaluation", {}))
+    args = parse_args("intent", DEFAULT_CONFIG, __doc__, "data.n_train=64 trainer.max_steps=2", argv)
+    setup = compose(args, IntentDataConfig, CalibrationConfig, EvaluationConfig, default_name="intent")
+    cfg, data_cfg, optim_cfg, trainer_cfg = setup.cfg, setup.data, setup.optim, setup.trainer
+    calib_cfg, eval_cfg, model_name = setup.calibration, setup.evaluation, setup.name
     refit_cfg = to_dataclass(RefitConfig, cfg.get("refit", {}))
     if refit_cfg.enabled and D.env_world_size() > 1:
         raise ConfigError("refit.enabled=true trains the final model in one process after the ranks finish; "
                           "pass refit.enabled=false for a multi-process (torchrun) run")
-    model_name = str(cfg.get("name", "intent"))
     labels = LabelMaps.from_taxonomy(DEFAULT_TAXONOMY)
 
     # 2. seed everything (and cap torch's CPU threads: OpenMP spin-waiting on a shared CPU is ~30x slower)
