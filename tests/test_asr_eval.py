@@ -12,16 +12,7 @@ pytest.importorskip("ctranslate2")
 from models.asr.dialects import CT2_SUBDIR  # noqa: E402
 from models.asr.export import export_ct2  # noqa: E402
 from test_asr_export import tiny_whisper_folder  # noqa: E402
-from training.asr_eval import main, pick_balanced, score, table  # noqa: E402
-
-
-def test_pick_balanced_spreads_over_dialects_and_skips_records_without_audio():
-    records = [{"id": f"{d}{i}", "dialect": d, "audio_path": f"{d}{i}.wav", "text": "你好"}
-               for d in ("mandarin", "wu", "min") for i in range(5)] + [{"id": "x", "dialect": "wu", "text": "无音频"}]
-    picked = pick_balanced(records, 6)
-    assert sorted(r["dialect"] for r in picked) == ["mandarin", "mandarin", "min", "min", "wu", "wu"]
-    assert pick_balanced(records, 6) == picked  # seeded
-    assert len(pick_balanced(records, 0)) == 15  # all usable
+from training.asr_eval import main, score, table  # noqa: E402
 
 
 def test_score_is_corpus_cer_overall_and_per_dialect():

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from test_emotion_model import tiny_whisper  # tests/ is on sys.path (rootdir conftest)
-from training.emotion import balanced_subsample, cached_rows, main, split_by_speaker
+from training.emotion import balanced_subsample, main, split_by_speaker
+from training.features import cached_rows
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 

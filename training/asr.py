@@ -52,6 +52,7 @@ from models.asr.dialects import (
 )
 from models.taxonomy import DIALECTS
 from training.config import CONFIG_ROOT, ConfigDict, ConfigError, load_config, to_dataclass
+from training.features import repo_path
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +62,6 @@ SPLITS = ("train", "validation")
 MODEL_ARTIFACT = "model"  # MLflow artifact path of the saved model folder
 REAL_SPEECH_GUARD = ("real_cer", "real_zero_shot_cer")  # registry: never promote a model worse than zero-shot on real speech
 SAMPLES_DIR = "samples"  # MLflow artifact folder of the sample transcript tables
-REPO = Path(__file__).resolve().parents[1]
 UNKNOWN = "unknown"  # dialect group of records without a dialect label
 
 
@@ -147,13 +147,6 @@ class AsrRun:
     name: str  # MLflow experiment and registered model name
 
 
-def _repo_path(p: str | None) -> Path | None:
-    if p is None:
-        return None
-    path = Path(p).expanduser()
-    return path if path.is_absolute() else REPO / path
-
-
 def parse_config(cfg: ConfigDict) -> AsrRun:
     """The composed config as typed dataclasses (``trainer.max_minutes`` split off TrainerConfig)."""
     from training.loop import OptimConfig, TrainerConfig
@@ -228,7 +221,7 @@ def balanced_subsample(records: Sequence[dict], n: int | None, seed: int) -> lis
 
 def load_data(cfg: AsrDataConfig) -> dict[str, list[dict]]:
     """Dialect-balanced train and validation subsamples of the corpus."""
-    corpus = _repo_path(cfg.corpus_dir)
+    corpus = repo_path(cfg.corpus_dir)
     return {
         "train": balanced_subsample(read_split(corpus, "train"), cfg.max_train, cfg.seed),
         "validation": balanced_subsample(read_split(corpus, "validation"), cfg.max_validation, cfg.seed + 1),
@@ -752,7 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = {s: {d: sum((r.get("dialect") or UNKNOWN) == d for r in recs) for d in (*DIALECTS, UNKNOWN)}
               for s, recs in data.items()}
     print(f"[asr] data ({dc.corpus_dir}): " + ", ".join(f"{len(data[s])} {s}" for s in SPLITS))
-    manifest = _repo_path(dc.corpus_dir) / "train.jsonl"
+    manifest = repo_path(dc.corpus_dir) / "train.jsonl"
 
     # 4. model
     whisper, processor = load_whisper(mc.base)
@@ -762,7 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           f"{whisper.config.vocab_size}; save the processor that belongs to the model with it")
     device = torch.device("cuda" if (tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())) else "cpu")
     tokens = {s: [tokenize(tokenizer, r, mc.max_label_tokens) for r in data[s]] for s in SPLITS}
-    cache_dir = _repo_path(dc.cache_dir)
+    cache_dir = repo_path(dc.cache_dir)
 
     def decoding(threads: int | None):
         class _Ctx:
@@ -914,7 +907,7 @@ def _realspeech(whisper, processor, ec: AsrEvaluationConfig, cache_dir: Path, mc
     from models.asr.bootstrap import load_whisper
     from models.asr.encoder_cache import encode, log_mel
 
-    path = _repo_path(ec.realspeech_manifest)
+    path = repo_path(ec.realspeech_manifest)
     if not path.is_file():
         print(f"[asr] evaluation.realspeech_manifest {path} not found: real-speech check skipped", file=sys.stderr)
         return {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import time
 from collections import defaultdict
@@ -26,25 +25,6 @@ from typing import Sequence
 ZERO_SHOT = "zero-shot"  # --model value for the pretrained whisper-base
 CHAMPION = "champion"  # --model value for models:/asr@champion
 SEED = 0  # the utterance sample
-
-
-def pick_balanced(records: Sequence[dict], n: int, seed: int = SEED) -> list[dict]:
-    """``n`` records spread evenly over dialects (all of them for n <= 0), in a seeded order."""
-    usable = [r for r in records if r.get("audio_path") and r.get("text")]
-    if n <= 0 or n >= len(usable):
-        return usable
-    by: dict[str, list[dict]] = defaultdict(list)
-    for r in usable:
-        by[str(r.get("dialect") or "unknown")].append(r)
-    rng = random.Random(seed)
-    for rows in by.values():
-        rng.shuffle(rows)
-    out: list[dict] = []
-    while len(out) < n and any(by.values()):
-        for d in sorted(by):
-            if by[d] and len(out) < n:
-                out.append(by[d].pop())
-    return out
 
 
 def resolve_model(spec: str) -> tuple[str | None, str]:
@@ -132,7 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if manifest.errors:
         print(f"{args.manifest}: skipped {len(manifest.errors)} bad lines\n{format_errors(manifest.errors, 5)}",
               file=sys.stderr)
-    records = pick_balanced(manifest.records, args.n)
+    from training.asr import balanced_subsample
+
+    usable = [r for r in manifest.records if r.get("audio_path") and r.get("text")]
+    records = balanced_subsample(usable, args.n if args.n > 0 else None, SEED)
     if not records:
         raise SystemExit(f"{args.manifest}: no records with both audio_path and text")
     results = [run(records, spec, args.dialect_prompt, args.threads) for spec in (args.model or [ZERO_SHOT, CHAMPION])]

@@ -36,7 +36,8 @@ import numpy as np
 from models.calibration import DEFAULT_ECE_BINS, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from models.taxonomy import DIALECTS
 from training.config import CONFIG_ROOT, ConfigError, to_dataclass
-from training.emotion import FEATURE_VERSION, SPLITS, _key, _repo_path, cached_rows, load_utterance, score
+from training.emotion import FEATURE_VERSION, SPLITS, load_utterance, score
+from training.features import cache_key, cached_rows, repo_path
 
 DEFAULT_CONFIG = CONFIG_ROOT / "dialect.yaml"
 MODEL_ARTIFACT = "model"
@@ -115,7 +116,7 @@ def stratified_subsample(records: Sequence[dict], n: int | None, seed: int, key:
 
 
 def load_data(cfg: DialectDataConfig) -> dict[str, list[dict]]:
-    corpus = _repo_path(cfg.corpus_dir)
+    corpus = repo_path(cfg.corpus_dir)
     splits = {s: read_split(corpus / f"{s}.jsonl") for s in SPLITS}
     for i, (split, n) in enumerate((("train", cfg.max_train), ("validation", cfg.max_validation), ("test", cfg.max_test))):
         splits[split] = stratified_subsample(splits[split], n, cfg.seed + i)
@@ -140,7 +141,7 @@ def encoder_features(featurizer, records: Sequence[dict], n_layers: int, max_sec
 
     spec = featurizer.spec
     content = [(r["id"], r["audio_path"]) for r in records]
-    key = _key("enc", FEATURE_VERSION, content, telephone, spec.source, spec.n_layers, spec.d_model, n_layers, max_seconds)
+    key = cache_key("enc", FEATURE_VERSION, content, telephone, spec.source, spec.n_layers, spec.d_model, n_layers, max_seconds)
 
     def rows(idx: Sequence[int]) -> np.ndarray:
         clips = [centre_crop(load_utterance(records[i], telephone), max_seconds) for i in idx]
@@ -185,11 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from models.asr.dialect_id import DialectIdConfig, DialectIdModel, label_ids
-    from training.emotion import _log_reliability
     from training.loop import seed_everything
     from training.registry import register_and_maybe_promote
     from training.steps import compose, parse_args
-    from training.tracking import log_confusion_matrix, log_metrics, log_per_class_f1, start_run
+    from training.tracking import log_confusion_matrix, log_metrics, log_per_class_f1, log_reliability, start_run
 
     # 1. parse arguments and compose the config
     args = parse_args("dialect", DEFAULT_CONFIG, __doc__, "data.max_train=64 trainer.max_steps=2", argv)
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 3. data
     data = load_data(data_cfg)
-    corpus = _repo_path(data_cfg.corpus_dir)
+    corpus = repo_path(data_cfg.corpus_dir)
     y = {s: label_ids([r[LABEL] for r in recs], labels, where=str(corpus / f"{s}.jsonl")) for s, recs in data.items()}
     counts = {s: {d: sum(r[LABEL] == d for r in recs) for d in labels} for s, recs in data.items()}
     print(f"[dialect] data (corpus {data_cfg.corpus_dir}): " + ", ".join(f"{len(data[s])} {s}" for s in SPLITS))
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # 4. features, cached
         model = DialectIdModel.create(model_cfg, labels)
-        cache = _repo_path(data_cfg.cache_dir)
+        cache = repo_path(data_cfg.cache_dir)
         t_feat = time.time()
         feats = {s: model.inputs(encoder_features(model.featurizer, data[s], model.encoder_layers, model_cfg.max_seconds,
                                                   cache, False, f"encoder {s}")) for s in SPLITS}
@@ -256,13 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         confusion = log_confusion_matrix(names_true, names_pred, labels, "test_confusion")
         f1 = log_per_class_f1(names_true, names_pred, labels, "test_per_class_f1", metric_prefix="test_")
         metrics.update({f"test_f1_{d}": v for d, v in f1.items()})
-        _log_reliability(p_test, y["test"], calib_cfg.ece_bins)
+        log_reliability(p_test, y["test"], calib_cfg.ece_bins)
         metrics.update({f"layer_weight_{k}": float(w) for k, w in zip(model_cfg.layers, model.net.layer_weights().detach())})
 
         # 8. real speech: evaluation only
         real_confusion = None
         if eval_cfg.realspeech:
-            rpath = _repo_path(eval_cfg.realspeech)
+            rpath = repo_path(eval_cfg.realspeech)
             if rpath.is_file():
                 real = read_realspeech(rpath, eval_cfg.max_real)
                 if real:

@@ -46,12 +46,12 @@ import numpy as np
 from models.calibration import DEFAULT_ECE_BINS, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from models.taxonomy import EMOTIONS
 from training.config import CONFIG_ROOT, ConfigDict, ConfigError, to_dataclass
+from training.features import cache_key, cached_rows, repo_path
 
 DEFAULT_CONFIG = CONFIG_ROOT / "emotion.yaml"
 SPLITS = ("train", "validation", "test")
 MODEL_ARTIFACT = "model"
 FEATURE_VERSION = 1  # bump when feature computation changes: old caches are then ignored
-CHUNK = 256  # utterances per cached feature file (an interrupted extraction resumes from the last chunk)
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # speaker split of a folder corpus without its own splits
 ABLATION = {"encoder_only": (True, False), "encoder_prosody": (True, True), "prosody_only": (False, True)}
 NORM_SUFFIX = "_spknorm"  # ablation variant name suffix of the speaker-normalised heads
@@ -94,14 +94,6 @@ class EvaluationConfig:
     learning_curve: tuple[int, ...] = ()  # class-balanced training sizes of the configured head, scored on validation
 
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _repo_path(p: str | None) -> Path | None:
-    if p is None:
-        return None
-    path = Path(p).expanduser()
-    return path if path.is_absolute() else REPO / path
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -183,9 +175,9 @@ def balanced_subsample(records: Sequence[dict], n: int | None, seed: int) -> lis
 
 def load_data(cfg: EmotionDataConfig) -> dict[str, list[dict]]:
     if cfg.emotion_folders:
-        splits = read_folders(_repo_path(cfg.emotion_folders), cfg.seed)
+        splits = read_folders(repo_path(cfg.emotion_folders), cfg.seed)
     elif cfg.corpus_dir:
-        splits = read_corpus(_repo_path(cfg.corpus_dir))
+        splits = read_corpus(repo_path(cfg.corpus_dir))
     else:
         raise ConfigError("set data.corpus_dir (a hotline corpus) or data.emotion_folders (a CASIA/ESD-style folder)")
     rng = random.Random(cfg.seed + 1)
@@ -214,41 +206,13 @@ def load_utterance(rec: Mapping, telephone: bool) -> np.ndarray:
 
 
 # -- feature cache ---------------------------------------------------------------------------------
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def cached_rows(folder: Path, n: int, compute: Callable[[Sequence[int]], np.ndarray], desc: str) -> np.ndarray:
-    """Rows 0..n-1 computed ``CHUNK`` at a time by ``compute(indices)`` and saved as ``folder/chunk_*.npy``;
-    chunks already on disk are read back, so an interrupted run resumes where it stopped."""
-    from tqdm import tqdm
-
-    folder.mkdir(parents=True, exist_ok=True)
-    parts = []
-    starts = range(0, n, CHUNK)
-    with tqdm(total=n, desc=desc, unit="utt", mininterval=2.0, dynamic_ncols=True) as bar:
-        for start in starts:
-            path = folder / f"chunk_{start:07d}.npy"
-            idx = list(range(start, min(start + CHUNK, n)))
-            if path.is_file():
-                rows = np.load(path)
-            else:
-                rows = compute(idx)
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, rows)
-                tmp.replace(path)
-            parts.append(rows)
-            bar.update(len(idx))
-    return np.concatenate(parts) if parts else np.zeros((0,))
-
-
 def split_features(model, records: Sequence[dict], split: str, data_cfg: EmotionDataConfig, telephone: bool
                    ) -> tuple[np.ndarray | None, np.ndarray]:
     """(pooled encoder states or None, prosody) of ``records``, from the cache when present."""
     from models.emotion.model import centre_crop, compute_layers
     from models.emotion.prosody import FEATURE_NAMES, prosody_features
 
-    cache = _repo_path(data_cfg.cache_dir)
+    cache = repo_path(data_cfg.cache_dir)
     content = [(r["id"], r["audio_path"]) for r in records]
     audio_memo: dict[int, np.ndarray] = {}
 
@@ -263,14 +227,14 @@ def split_features(model, records: Sequence[dict], split: str, data_cfg: Emotion
     if cfg.use_encoder:
         n_layers = compute_layers(cfg)
         spec = model.featurizer.spec
-        key = _key("enc", FEATURE_VERSION, content, telephone, spec.source, spec.n_layers, spec.d_model, n_layers, cfg.max_seconds)
+        key = cache_key("enc", FEATURE_VERSION, content, telephone, spec.source, spec.n_layers, spec.d_model, n_layers, cfg.max_seconds)
 
         def enc_rows(idx: Sequence[int]) -> np.ndarray:
             clips = [centre_crop(audio(i), cfg.max_seconds) for i in idx]
             return model.featurizer.pooled_many(clips, n_layers=n_layers).astype(np.float16)
 
         enc = cached_rows(cache / key, len(records), enc_rows, f"encoder {split}").astype(np.float32)
-    pkey = _key("prosody", FEATURE_VERSION, content, telephone, list(FEATURE_NAMES))
+    pkey = cache_key("prosody", FEATURE_VERSION, content, telephone, list(FEATURE_NAMES))
     pro = cached_rows(cache / pkey, len(records),
                       lambda idx: np.stack([prosody_features(audio(i)) for i in idx]), f"prosody {split}")
     return enc, pro
@@ -344,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.loop import seed_everything
     from training.registry import register_and_maybe_promote
     from training.steps import compose, parse_args
-    from training.tracking import log_confusion_matrix, log_metrics, log_per_class_f1, start_run
+    from training.tracking import log_confusion_matrix, log_metrics, log_per_class_f1, log_reliability, start_run
 
     # 1. parse arguments and compose the config
     args = parse_args("emotion", DEFAULT_CONFIG, __doc__, "data.max_train=64 trainer.max_steps=2", argv)
@@ -372,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = f"folders {data_cfg.emotion_folders}" if data_cfg.emotion_folders else f"corpus {data_cfg.corpus_dir}"
     print(f"[emotion] data ({source}): " + ", ".join(f"{len(data[s])} {s}" for s in SPLITS))
     if data_cfg.corpus_dir and not data_cfg.emotion_folders:
-        manifest = _repo_path(data_cfg.corpus_dir) / "train.jsonl"
+        manifest = repo_path(data_cfg.corpus_dir) / "train.jsonl"
     else:
         manifest = None
 
@@ -500,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_confusion_matrix(names_true, names_pred, labels, "test_confusion")
         f1 = log_per_class_f1(names_true, names_pred, labels, "test_per_class_f1", metric_prefix="test_")
         metrics.update({f"test_f1_{e}": v for e, v in f1.items()})
-        _log_reliability(p_test, y["test"], calib_cfg.ece_bins)
+        log_reliability(p_test, y["test"], calib_cfg.ece_bins)
 
         # 9. text signal and fusion per transcript source (chosen on the operating source's validation, scored on test)
         text_out = text_and_fusion(data, y, p_val, p_test, labels, eval_cfg, calib_cfg)
@@ -508,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lexicon, ngram, text_choice, rule = text_out.lexicon, text_out.ngram, text_out.choice, text_out.rule
         fusion = text_out.metrics
         if eval_cfg.weibo_path:
-            wpath = _repo_path(eval_cfg.weibo_path)
+            wpath = repo_path(eval_cfg.weibo_path)
             if wpath.is_file():
                 wt, wl = read_weibo(wpath)
                 ws = score_text(lexicon.predict_proba(wt), wl, labels)
@@ -522,10 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # 10. calls: per-segment scores (causal caller normalisation), trajectories and alerts
         if eval_cfg.max_calls > 0 and data_cfg.corpus_dir and not data_cfg.emotion_folders:
             if backend == "whisper":
-                metrics.update(evaluate_calls(heads, model, feat_model, _repo_path(data_cfg.corpus_dir), eval_cfg,
+                metrics.update(evaluate_calls(heads, model, feat_model, repo_path(data_cfg.corpus_dir), eval_cfg,
                                               test_rows=(data["test"], feats["test"]), labels=labels))
             else:
-                metrics.update(_evaluate_calls(model, _repo_path(data_cfg.corpus_dir), eval_cfg))
+                metrics.update(_evaluate_calls(model, repo_path(data_cfg.corpus_dir), eval_cfg))
         metrics["train_wall_seconds"] = time.time() - t0
         log_metrics(metrics)
 
@@ -753,31 +717,6 @@ def log_model_dir(model_dir: Path) -> None:
             pass
     mlflow.pyfunc.log_model(name=MODEL_ARTIFACT, python_model=emotion_model.EmotionPyfuncModel(),
                             artifacts={emotion_model.PYFUNC_ARTIFACT: str(model_dir)}, pip_requirements=pins)
-
-
-def _log_reliability(probs: np.ndarray, gold: Sequence[int], bins: int) -> None:
-    """Reliability diagram of the calibrated test probabilities (``plots/test_reliability.png``)."""
-    from training.tracking import _active, _pyplot, log_figure
-
-    if _active() is None:
-        return
-    plt = _pyplot()
-    conf = probs.max(axis=1)
-    correct = np.argmax(probs, axis=1) == np.asarray(gold)
-    edges = np.linspace(0, 1, bins + 1)
-    mids, accs = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            mids.append(conf[m].mean())
-            accs.append(correct[m].mean())
-    fig, ax = plt.subplots(figsize=(4, 4), constrained_layout=True)
-    ax.plot([0, 1], [0, 1], "k:", lw=1)
-    ax.plot(mids, accs, "o-")
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"test reliability (ECE {expected_calibration_error(probs, list(gold), bins):.3f})")
-    log_figure(fig, "plots/test_reliability.png")
 
 
 def _evaluate_calls(model, corpus_dir: Path, eval_cfg: EvaluationConfig) -> dict[str, float]:

@@ -321,3 +321,28 @@ def log_per_class_f1(
     ax.set_title(f"{name}: per-class F1 (macro {np.mean(list(f1.values())):.3f})")
     log_figure(fig, f"{PLOTS_DIR}/{name}.png")
     return f1
+
+
+def log_reliability(probs: np.ndarray, gold: Sequence[int], bins: int, name: str = "test_reliability") -> None:
+    """Reliability diagram of calibrated probabilities (accuracy against confidence per bin), ``plots/<name>.png``."""
+    if _active() is None:
+        return
+    from models.calibration import expected_calibration_error
+
+    plt = _pyplot()
+    conf = probs.max(axis=1)
+    correct = np.argmax(probs, axis=1) == np.asarray(gold)
+    edges = np.linspace(0, 1, bins + 1)
+    mids, accs = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            mids.append(conf[m].mean())
+            accs.append(correct[m].mean())
+    fig, ax = plt.subplots(figsize=(4, 4), constrained_layout=True)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.plot(mids, accs, "o-")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{name.replace('_', ' ')} (ECE {expected_calibration_error(probs, list(gold), bins):.3f})")
+    log_figure(fig, f"{PLOTS_DIR}/{name}.png")
