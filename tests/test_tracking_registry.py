@@ -53,6 +53,9 @@ def test_start_run_records_config_provenance_and_plots(store: Path):
         tracking.log_metrics({"val_loss": torch.tensor(0.5), "acc": 0.8, "note": "skip me"}, step=3)
         cm = tracking.log_confusion_matrix(y_true, y_pred, labels, "val_confusion")
         f1 = tracking.log_per_class_f1(y_true, y_pred, labels, "val_f1")
+        import numpy as np
+
+        tracking.log_reliability(np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]]), [0, 1, 1], bins=5, name="val_reliability")
     assert cm.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 2]]
     assert f1["refund"] == pytest.approx(2 / 3) and f1["other"] == pytest.approx(0.8) and f1["logistics_delay"] == 1.0
 
@@ -70,7 +73,7 @@ def test_start_run_records_config_provenance_and_plots(store: Path):
     artifacts = store / "artifacts" / "intent" / run.info.run_id / "artifacts"
     assert yaml.safe_load((artifacts / "config.yaml").read_text()) == yaml.safe_load(
         yaml.safe_dump(dict(cfg), allow_unicode=True))
-    for png in ("plots/val_confusion.png", "plots/val_f1.png"):
+    for png in ("plots/val_confusion.png", "plots/val_f1.png", "plots/val_reliability.png"):
         assert (artifacts / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert '"counts"' in (artifacts / "plots" / "val_confusion.json").read_text()
 
