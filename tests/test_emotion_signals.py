@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from models.emotion.fusion import FusionRule, compare, fit_fusion, fuse, macro_f1
-from models.emotion.text_signal import LexiconTextSignal, NgramTextSignal, combine, read_weibo, score_text
+from models.emotion.text_signal import LexiconTextSignal, NgramTextSignal, combine, read_weibo
+from training.emotion import score_text
 from models.emotion.trajectory import AlertOptions, SegmentScore, customer_segments, find_alerts, score_call, summarize
 from models.taxonomy import EMOTIONS
 

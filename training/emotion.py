@@ -266,6 +266,25 @@ def score(probs: np.ndarray, gold: Sequence[int], labels: Sequence[str], ece_bin
     return out
 
 
+# -- text signal scores -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TextScores:
+    macro_f1: float  # mean F1 over the labels present
+    accuracy: float
+    per_class_f1: dict[str, float]
+
+
+def score_text(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str] = EMOTIONS) -> TextScores:
+    """Macro-F1 (over the labels present in ``gold``), accuracy and per-class F1 of a text signal's probabilities."""
+    from training.tracking import per_class_f1
+
+    pred = [labels[k] for k in np.argmax(probs, axis=1)]
+    f1 = per_class_f1(gold, pred, labels)
+    present = set(gold)
+    return TextScores(float(np.mean([f1[e] for e in labels if e in present])),
+                      float(np.mean([a == b for a, b in zip(gold, pred)])), f1)
+
+
 # -- the run ---------------------------------------------------------------------------------------
 def _model_cfg(model_cfg: ConfigDict):
     from models.emotion.model import EmotionModelConfig
@@ -273,6 +292,27 @@ def _model_cfg(model_cfg: ConfigDict):
     rest = ConfigDict({k: v for k, v in model_cfg.items() if k != "backend"}, path="model")
     rest.sources = dict(model_cfg.sources)
     return to_dataclass(EmotionModelConfig, rest)
+
+
+def train_hf(model, train_audio, y_train, val_audio, y_val, optim_cfg, trainer_cfg, batch_size: int):
+    """Fine-tune with training/loop.fit (early stopping on val_head_macro_f1)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from models.emotion.fusion import macro_f1
+    from training.loop import fit
+
+    model.set_class_weights(y_train)
+    g = torch.Generator().manual_seed(trainer_cfg.seed)
+    loader = DataLoader(list(zip(train_audio, [int(v) for v in y_train])), batch_size=batch_size, shuffle=True,
+                        generator=g, collate_fn=model.collate)
+    val_loader = DataLoader(list(zip(val_audio, [int(v) for v in y_val])), batch_size=batch_size, collate_fn=model.collate)
+
+    def evaluate_fn(_net) -> dict[str, float]:
+        logits, _ = model.scores(val_audio)
+        return {"val_head_macro_f1": macro_f1(logits, y_val, len(model.labels))}
+
+    return fit(model.net, loader, val_loader, optim_cfg, trainer_cfg, evaluate_fn)
 
 
 def train_head(model, x_train, y_train, a_train, x_val, y_val, optim_cfg, trainer_cfg, batch_size: int):
@@ -303,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from models.emotion.model import EmotionModel, arousal_targets
-    from models.emotion.text_signal import read_weibo, score_text
+    from models.emotion.text_signal import read_weibo
     from models.emotion.transcripts import source_name
     from training.loop import seed_everything
     from training.registry import register_and_maybe_promote
@@ -416,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             val_logits, val_arousal = model.scores(xs["validation"])
             test_logits, test_arousal = model.scores(xs["test"])
         else:
-            from models.emotion.hf_backend import HFEmotionModel, HFModelConfig, train_hf
+            from models.emotion.hf_backend import HFEmotionModel, HFModelConfig
 
             rest = ConfigDict({k: v for k, v in cfg["model"].items() if k != "backend"}, path="model")
             rest.sources = dict(cfg["model"].sources)
@@ -537,7 +577,7 @@ def text_and_fusion(data: Mapping[str, Sequence[dict]], y: Mapping[str, Sequence
     source. Metrics: ``text_<signal>_<source>_{val,test}_macro_f1``; ``fusion_<source>_{val,test}_*`` and
     ``operating_<source>_{val,test}_*``; the operating source's also under the plain ``fusion_*``/``operating_*``."""
     from models.emotion.fusion import compare, fit_fusion, fit_recall_bias, fuse, with_bias
-    from models.emotion.text_signal import LexiconTextSignal, NgramTextSignal, combine, score_text
+    from models.emotion.text_signal import LexiconTextSignal, NgramTextSignal, combine
     from models.emotion.transcripts import ASR_NOISE, REFERENCE, source_name, transcripts
 
     sources = list(dict.fromkeys([*eval_cfg.transcripts, eval_cfg.operating_transcripts]))

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from models.folders import find_model_dir  # noqa: F401  (also imported from here by notebooks and tools)
+
 INTENT_MODEL = "intent"  # registered model name of the intent/slot model
 TRAIN_HINT = "hotline train intent --config training/configs/intent.yaml"
 # Speech components the pipeline can use: registered model name -> (pipeline argument, "module:loader"),
@@ -43,17 +45,6 @@ class Components:
 
 
 # -- loading ---------------------------------------------------------------------------------------
-def find_model_dir(root: Path, marker: str = "config.json") -> Path:
-    """``root`` if it holds ``marker``, else the shallowest folder under it that does (a saved model inside
-    a downloaded MLflow model, e.g. ``artifacts/<name>/``)."""
-    if (root / marker).is_file():
-        return root
-    found = sorted(root.rglob(marker), key=lambda p: (len(p.parts), str(p)))
-    if not found:
-        raise FileNotFoundError(f"no {marker} under {root}: the download does not hold a saved model directory")
-    return found[0].parent
-
-
 def download_champion(name: str) -> tuple[Path, dict[str, str]]:
     """Download ``models:/<name>@champion`` to a local folder; returns (folder, version info). The folder is
     what the model was logged as (for a pyfunc model: ``MLmodel`` and ``artifacts/``); loaders resolve it.

@@ -134,23 +134,3 @@ class HFEmotionModel(SingleUtteranceClassifier):
         model = AutoModelForAudioClassification.from_pretrained(folder / HF_DIR)
         extractor = AutoFeatureExtractor.from_pretrained(folder / HF_DIR)
         return cls(cfg, meta["labels"], HFNet(model, len(meta["labels"])).eval(), extractor, float(meta.get("temperature", 1.0)))
-
-
-def train_hf(model: HFEmotionModel, train_audio, y_train, val_audio, y_val, optim_cfg, trainer_cfg, batch_size: int):
-    """Fine-tune with training/loop.fit (early stopping on val_head_macro_f1)."""
-    from torch.utils.data import DataLoader
-
-    from models.emotion.fusion import macro_f1
-    from training.loop import fit
-
-    model.set_class_weights(y_train)
-    g = torch.Generator().manual_seed(trainer_cfg.seed)
-    loader = DataLoader(list(zip(train_audio, [int(v) for v in y_train])), batch_size=batch_size, shuffle=True,
-                        generator=g, collate_fn=model.collate)
-    val_loader = DataLoader(list(zip(val_audio, [int(v) for v in y_val])), batch_size=batch_size, collate_fn=model.collate)
-
-    def evaluate_fn(_net) -> dict[str, float]:
-        logits, _ = model.scores(val_audio)
-        return {"val_head_macro_f1": macro_f1(logits, y_val, len(model.labels))}
-
-    return fit(model.net, loader, val_loader, optim_cfg, trainer_cfg, evaluate_fn)

@@ -376,7 +376,7 @@ def _pyfunc_class():
 def loaded_from_mlflow(path: str | os.PathLike) -> Path:
     """The saved model directory (the folder holding :data:`CONFIG_FILE`) at or under ``path``: a model directory
     itself, or a downloaded MLflow model folder (``artifacts/<name>/``, whatever MLflow named it)."""
-    from training.evaluate import find_model_dir
+    from models.folders import find_model_dir
 
     return find_model_dir(Path(path), marker=CONFIG_FILE)
 

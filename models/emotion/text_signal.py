@@ -16,7 +16,6 @@ import math
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -175,18 +174,3 @@ def read_weibo(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-@dataclass(frozen=True)
-class TextScores:
-    macro_f1: float  # mean F1 over the labels present
-    accuracy: float
-    per_class_f1: dict[str, float]
-
-
-def score_text(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str] = EMOTIONS) -> TextScores:
-    from training.tracking import per_class_f1
-
-    pred = [labels[k] for k in np.argmax(probs, axis=1)]
-    f1 = per_class_f1(gold, pred, labels)
-    present = set(gold)
-    return TextScores(float(np.mean([f1[e] for e in labels if e in present])),
-                      float(np.mean([a == b for a, b in zip(gold, pred)])), f1)
