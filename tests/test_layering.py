@@ -37,3 +37,18 @@ def test_the_check_sees_function_level_imports(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def g():\n    from training.loop import fit\n    return fit\n", encoding="utf-8")
     assert _imported_modules(f) == [(2, "training.loop")]
+
+
+def test_pyfunc_wrappers_are_built_on_first_use_and_pickle_by_reference():
+    import pickle
+    import subprocess
+    import sys
+
+    code = ("import sys, models.intent.understand as u; assert 'mlflow' not in sys.modules; "
+            "c = u.IntentPyfuncModel; assert 'mlflow' in sys.modules and c is u.IntentPyfuncModel; print(c.__qualname__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.strip() == "IntentPyfuncModel"
+    from models.emotion import model as emotion_model
+
+    wrapper = emotion_model.EmotionPyfuncModel()
+    assert type(pickle.loads(pickle.dumps(wrapper))) is emotion_model.EmotionPyfuncModel

@@ -31,6 +31,7 @@ from data.audio import SAMPLE_RATE
 from models.asr.dialects import DecodeOptions, decode_options
 from models.emotion.encoder_features import WHISPER_BASE, WhisperEncoderFeatures, select_layers
 from models.emotion.model import centre_crop
+from models.lazy import lazy_attribute
 from models.taxonomy import DEFAULT_TAXONOMY, DIALECTS, UnknownLabelError
 
 CONFIG_FILE = "dialect_id.json"  # model folder: labels, encoder, feature settings, temperature, head sizes
@@ -333,15 +334,7 @@ def _pyfunc_class():
             results = self.model.identify_many([load_audio(p, SAMPLE_RATE) for p in paths])
             return [asdict(r) for r in results]
 
-    DialectIdPyfuncModel.__module__ = __name__
-    DialectIdPyfuncModel.__qualname__ = DialectIdPyfuncModel.__name__
     return DialectIdPyfuncModel
 
 
-def __getattr__(name: str):
-    # Built on first use so that importing this module does not import mlflow; cached for pickling by reference.
-    if name == "DialectIdPyfuncModel":
-        cls = _pyfunc_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attribute(globals(), "DialectIdPyfuncModel", _pyfunc_class)  # mlflow is imported on first use only

@@ -28,6 +28,7 @@ from models.emotion.encoder_features import WHISPER_BASE, WhisperEncoderFeatures
 from models.emotion.normalise import NORM_MODES, PopulationPrior, SpeakerStats, normalise_causal, normalise_groups
 from models.emotion.prosody import FEATURE_NAMES as PROSODY_NAMES
 from models.emotion.prosody import prosody_features
+from models.lazy import lazy_attribute
 from models.taxonomy import EMOTIONS
 
 CONFIG_FILE = "emotion_model.json"  # model directory: configuration, labels, normalisation, temperature
@@ -368,8 +369,6 @@ def _pyfunc_class():
             results = self.model.classify_many([load_audio(p, SAMPLE_RATE) for p in paths])
             return [asdict(r) for r in results]
 
-    EmotionPyfuncModel.__module__ = __name__
-    EmotionPyfuncModel.__qualname__ = EmotionPyfuncModel.__name__
     return EmotionPyfuncModel
 
 
@@ -381,10 +380,4 @@ def loaded_from_mlflow(path: str | os.PathLike) -> Path:
     return find_model_dir(Path(path), marker=CONFIG_FILE)
 
 
-def __getattr__(name: str):
-    # Built on first use so that importing this module does not import mlflow; cached for pickling by reference.
-    if name == "EmotionPyfuncModel":
-        cls = _pyfunc_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attribute(globals(), "EmotionPyfuncModel", _pyfunc_class)  # mlflow is imported on first use only

@@ -25,6 +25,7 @@ import numpy as np
 
 from models.calibration import softmax
 from models.intent.cues import decide_complaint, find_cues
+from models.lazy import lazy_attribute
 from models.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 
 CONFIG_FILE = "config.json"  # every saved model directory has one; its "backend" key picks the loader
@@ -509,19 +510,10 @@ def _pyfunc_class() -> type:
             texts = [model_input] if isinstance(model_input, str) else [str(t) for t in model_input]
             return [u.to_dict() for u in self.model.predict(texts)]
 
-    IntentPyfuncModel.__module__ = __name__
-    IntentPyfuncModel.__qualname__ = IntentPyfuncModel.__name__
     return IntentPyfuncModel
 
 
-def __getattr__(name: str):
-    # IntentPyfuncModel subclasses mlflow.pyfunc.PythonModel: built on first use so that importing this
-    # module does not import mlflow; cached so MLflow pickles it by reference to this module.
-    if name == "IntentPyfuncModel":
-        cls = _pyfunc_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attribute(globals(), "IntentPyfuncModel", _pyfunc_class)  # mlflow is imported on first use only
 
 
 class ScoredIntentModel:
