@@ -29,7 +29,7 @@ import torch
 
 from data.audio import SAMPLE_RATE
 from models.asr.dialects import DecodeOptions, decode_options
-from models.emotion.encoder_features import WHISPER_BASE, WhisperEncoderFeatures, select_layers
+from models.emotion.encoder_features import WHISPER_BASE, LazyEncoderFeatures, WhisperEncoderFeatures, select_layers
 from models.emotion.model import centre_crop
 from models.lazy import lazy_attribute
 from models.taxonomy import DEFAULT_TAXONOMY, DIALECTS, UnknownLabelError
@@ -131,7 +131,7 @@ class DialectHead(torch.nn.Module):
         return out
 
 
-class DialectIdModel:
+class DialectIdModel(LazyEncoderFeatures):
     """Frozen-encoder dialect classifier. Build with :meth:`create`, train its ``net``, save, :meth:`load`."""
 
     def __init__(self, cfg: DialectIdConfig, labels: Sequence[str], head: DialectHead, temperature: float = 1.0,
@@ -156,12 +156,6 @@ class DialectIdModel:
             d_model = featurizer.spec.d_model
         head = DialectHead(len(cfg.layers), 2 * d_model, len(labels), cfg.combine, cfg.hidden, cfg.dropout)
         return cls(cfg, labels, head, 1.0, featurizer)
-
-    @property
-    def featurizer(self) -> WhisperEncoderFeatures:
-        if self._featurizer is None:
-            self._featurizer = WhisperEncoderFeatures.load(self.cfg.encoder)
-        return self._featurizer
 
     @property
     def encoder_layers(self) -> int:

@@ -190,3 +190,16 @@ def select_layers(pooled: np.ndarray, layers: Sequence[int]) -> np.ndarray:
         raise ValueError(f"model.layers {list(bad)} out of range for features of {n - 1} encoder layers (valid: {-n}..{n - 1})")
     sel = pooled[..., [k % n for k in layers], :, :]
     return sel.reshape(*pooled.shape[:-3], -1)
+
+
+class LazyEncoderFeatures:
+    """Mixin for models over encoder features: ``featurizer`` loads ``WhisperEncoderFeatures`` from
+    ``self.cfg.encoder`` on first use (a head alone loads and scores cached features without the encoder)."""
+
+    _featurizer: "WhisperEncoderFeatures | None" = None
+
+    @property
+    def featurizer(self) -> "WhisperEncoderFeatures":
+        if self._featurizer is None:
+            self._featurizer = WhisperEncoderFeatures.load(self.cfg.encoder)
+        return self._featurizer

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from data.audio import SAMPLE_RATE
-from models.emotion.encoder_features import WHISPER_BASE, WhisperEncoderFeatures, select_layers
+from models.emotion.encoder_features import WHISPER_BASE, LazyEncoderFeatures, WhisperEncoderFeatures, select_layers
 from models.emotion.normalise import NORM_MODES, PopulationPrior, SpeakerStats, normalise_causal, normalise_groups
 from models.emotion.prosody import FEATURE_NAMES as PROSODY_NAMES
 from models.emotion.prosody import prosody_features
@@ -135,7 +135,7 @@ class SingleUtteranceClassifier:
         return self.classify_many([audio])[0]  # type: ignore[attr-defined]
 
 
-class EmotionModel(SingleUtteranceClassifier):
+class EmotionModel(SingleUtteranceClassifier, LazyEncoderFeatures):
     """Frozen-encoder + prosody emotion classifier. Build with :meth:`create`, load with :func:`load_emotion_model`."""
 
     backend = "whisper"
@@ -168,12 +168,6 @@ class EmotionModel(SingleUtteranceClassifier):
             raise ValueError(f"model.speaker_norm '{cfg.speaker_norm}' is not one of {', '.join(NORM_MODES)}")
         head = EmotionHead(cls.input_dim(cfg, d_model or 0), len(labels), cfg.hidden, cfg.dropout, cfg.arousal_weight)
         return cls(cfg, labels, head, 1.0, featurizer)
-
-    @property
-    def featurizer(self) -> WhisperEncoderFeatures:
-        if self._featurizer is None:
-            self._featurizer = WhisperEncoderFeatures.load(self.cfg.encoder)
-        return self._featurizer
 
     def set_normalisation(self, x: np.ndarray, y: Sequence[int] | None = None) -> None:
         """Feature mean/std from training inputs ``x``; inverse-frequency class weights from labels ``y``."""
