@@ -106,3 +106,17 @@ def expected_calibration_error(probs: Sequence, labels: Sequence[int], n_bins: i
         if mask.any():
             ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
     return float(ece)
+
+
+def calibrate(logits: Sequence, labels: Sequence[int], method: str = "lbfgs", n_bins: int = DEFAULT_ECE_BINS,
+              prefix: str = "val_") -> tuple[float, dict[str, float]]:
+    """Fit a temperature on held-out ``logits`` and say what it did: ``(T, {"temperature", "<prefix>nll_before",
+    "<prefix>nll_after", "<prefix>ece_before", "<prefix>ece_after"})``."""
+    t = fit_temperature(logits, labels, method)
+    return t, {
+        "temperature": t,
+        f"{prefix}nll_before": negative_log_likelihood(logits, labels, 1.0),
+        f"{prefix}nll_after": negative_log_likelihood(logits, labels, t),
+        f"{prefix}ece_before": expected_calibration_error(softmax(logits), labels, n_bins),
+        f"{prefix}ece_after": expected_calibration_error(softmax(logits, t), labels, n_bins),
+    }

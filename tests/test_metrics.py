@@ -138,3 +138,19 @@ def test_score_skips_speech_metrics_without_speech_models():
     rep = score(records, [_pred("a1", text_source="reference", intent="praise")])
     assert "no speech recogniser" in rep["skipped"]["cer"]
     assert "dialect" in rep["skipped"] and "emotion" in rep["skipped"]
+
+
+def test_calibrate_reports_what_temperature_scaling_did():
+    import numpy as np
+
+    from models.calibration import calibrate, negative_log_likelihood
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    logits = rng.normal(0, 1, (300, 3))
+    logits[np.arange(300), y] += 1.0
+    t, report = calibrate(logits * 4, y.tolist(), "lbfgs", 10)  # overconfident logits: T > 1 cools them
+    assert t > 1 and report["temperature"] == t
+    assert report["val_nll_after"] <= report["val_nll_before"]
+    assert report["val_nll_after"] == negative_log_likelihood(logits * 4, y.tolist(), t)
+    assert set(report) == {"temperature", "val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after"}

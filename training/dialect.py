@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from models.calibration import DEFAULT_ECE_BINS, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
+from models.calibration import DEFAULT_ECE_BINS, calibrate, expected_calibration_error, softmax
 from models.taxonomy import DIALECTS
 from training.config import CONFIG_ROOT, ConfigError, to_dataclass
 from training.emotion import FEATURE_VERSION, SPLITS, load_utterance, score
@@ -233,15 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         val_logits, test_logits = model.logits(feats["validation"]), model.logits(feats["test"])
 
         # 6. calibrate
-        temperature = fit_temperature(val_logits, y["validation"], calib_cfg.method)
+        temperature, calib = calibrate(val_logits, y["validation"], calib_cfg.method, calib_cfg.ece_bins)
         model.temperature = temperature
-        calib = {
-            "temperature": temperature,
-            "val_nll_before": negative_log_likelihood(val_logits, y["validation"], 1.0),
-            "val_nll_after": negative_log_likelihood(val_logits, y["validation"], temperature),
-            "val_ece_before": expected_calibration_error(softmax(val_logits), y["validation"], calib_cfg.ece_bins),
-            "val_ece_after": expected_calibration_error(softmax(val_logits, temperature), y["validation"], calib_cfg.ece_bins),
-        }
         log_metrics(calib)
         p_val, p_test = softmax(val_logits, temperature), softmax(test_logits, temperature)
         val_metrics = {f"val_{k}": v for k, v in score(p_val, y["validation"], labels, calib_cfg.ece_bins).items()}

@@ -43,7 +43,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from models.calibration import DEFAULT_ECE_BINS, expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
+from models.calibration import DEFAULT_ECE_BINS, calibrate, expected_calibration_error, fit_temperature, softmax
 from models.taxonomy import EMOTIONS
 from training.config import CONFIG_ROOT, ConfigDict, ConfigError, to_dataclass
 from training.features import cache_key, cached_rows, repo_path
@@ -470,15 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             test_logits, test_arousal = model.scores(audios["test"])
 
         # 7. calibrate
-        temperature = fit_temperature(val_logits, y["validation"], calib_cfg.method)
+        temperature, calib = calibrate(val_logits, y["validation"], calib_cfg.method, calib_cfg.ece_bins)
         model.temperature = temperature
-        calib = {
-            "temperature": temperature,
-            "val_nll_before": negative_log_likelihood(val_logits, y["validation"], 1.0),
-            "val_nll_after": negative_log_likelihood(val_logits, y["validation"], temperature),
-            "val_ece_before": expected_calibration_error(softmax(val_logits), y["validation"], calib_cfg.ece_bins),
-            "val_ece_after": expected_calibration_error(softmax(val_logits, temperature), y["validation"], calib_cfg.ece_bins),
-        }
         log_metrics(calib)
         p_val, p_test = softmax(val_logits, temperature), softmax(test_logits, temperature)
         val_metrics = {f"val_{k}": v for k, v in score(p_val, y["validation"], labels, calib_cfg.ece_bins, val_arousal).items()}

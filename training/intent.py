@@ -43,6 +43,7 @@ import numpy as np
 from data.asr_noise import AsrNoiseOptions, add_asr_noise
 from models.calibration import (
     DEFAULT_ECE_BINS,
+    calibrate,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
@@ -536,15 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[intent] expert weights {weights} (validation intent accuracy {acc:.4f})")
             _log_metrics({f"expert_weight_{k}": w for k, w in enumerate(weights)})
         val_logits, val_tags = model.scores([u.text for u in validation])
-        temperature = fit_temperature(val_logits, val_y, calib_cfg.method)
+        temperature, calib = calibrate(val_logits, val_y, calib_cfg.method, calib_cfg.ece_bins)
         model.temperature = temperature
-        calib = {
-            "temperature": temperature,
-            "val_nll_before": negative_log_likelihood(val_logits, val_y, 1.0),
-            "val_nll_after": negative_log_likelihood(val_logits, val_y, temperature),
-            "val_ece_before": expected_calibration_error(softmax(val_logits), val_y, calib_cfg.ece_bins),
-            "val_ece_after": expected_calibration_error(softmax(val_logits, temperature), val_y, calib_cfg.ece_bins),
-        }
         _log_metrics(calib)
         val_preds = decide(model, validation, val_logits, val_tags)
         val_metrics = {f"val_{k}": v for k, v in score(val_preds, validation, labels, calib_cfg.ece_bins).items()}
