@@ -52,7 +52,7 @@ from models.asr.dialects import (
 )
 from models.taxonomy import DIALECTS
 from training.config import CONFIG_ROOT, ConfigDict, ConfigError, load_config, to_dataclass
-from training.features import repo_path
+from training.features import read_split_manifest, repo_path
 
 if TYPE_CHECKING:
     import torch
@@ -178,17 +178,9 @@ def parse_config(cfg: ConfigDict) -> AsrRun:
 # -- data ------------------------------------------------------------------------------------------
 def read_split(corpus_dir: Path, split: str) -> list[dict]:
     """Records of ``<corpus_dir>/<split>.jsonl`` with audio and a transcript."""
-    from data.manifest import format_errors, read_manifest
-
     path = corpus_dir / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: data.corpus_dir must hold train.jsonl and validation.jsonl "
-            f"(build one with `hotline data synth --out {corpus_dir}`)"
-        )
-    m = read_manifest(path)
-    if m.errors:
-        print(f"[asr] {path}: skipped {len(m.errors)} bad lines\n{format_errors(m.errors, 10)}", file=sys.stderr)
+    m = read_split_manifest(path, "asr", "data.corpus_dir must hold train.jsonl and validation.jsonl "
+                            f"(build one with `hotline data synth --out {corpus_dir}`)")
     recs = [r for r in m.records if r.get("audio_path") and (r.get("text") or "").strip()]
     if not recs:
         raise ValueError(f"{path} has no records with both 'audio' and 'text': nothing to train or score on")

@@ -37,7 +37,7 @@ from models.calibration import DEFAULT_ECE_BINS, calibrate, expected_calibration
 from models.taxonomy import DIALECTS
 from training.config import CONFIG_ROOT, ConfigError, to_dataclass
 from training.emotion import FEATURE_VERSION, SPLITS, load_utterance, score
-from training.features import cache_key, cached_rows, repo_path
+from training.features import cache_key, cached_rows, read_split_manifest, repo_path
 
 DEFAULT_CONFIG = CONFIG_ROOT / "dialect.yaml"
 MODEL_ARTIFACT = "model"
@@ -75,20 +75,9 @@ class EvaluationConfig:
 def read_split(path: Path) -> list[dict]:
     """Records of one split manifest with audio and a dialect label. Lines the manifest reader rejects for an
     unknown dialect label stop the run; other bad lines are reported and skipped."""
-    from data.manifest import format_errors, read_manifest
-
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: data.corpus_dir must hold train.jsonl, validation.jsonl and test.jsonl "
-            f"(build one with `hotline data synth --out {path.parent}`)"
-        )
-    m = read_manifest(path)
-    bad = [e for e in m.errors if "dialect label" in e.message]
-    if bad:
-        raise ValueError(f"{path}: {len(bad)} lines have an unknown dialect label (fix them or drop them):\n"
-                         f"{format_errors(bad, 10)}")
-    if m.errors:
-        print(f"[dialect] {path}: skipped {len(m.errors)} bad lines\n{format_errors(m.errors, 10)}", file=sys.stderr)
+    m = read_split_manifest(path, "dialect", "data.corpus_dir must hold train.jsonl, validation.jsonl and test.jsonl "
+                            f"(build one with `hotline data synth --out {path.parent}`)",
+                            fatal=("dialect label", "an unknown dialect label"))
     recs = [r for r in m.records if r.get("audio_path") and r.get(LABEL)]
     if not recs:
         raise ValueError(f"{path} has no records with both 'audio' and '{LABEL}': nothing to train or score on")

@@ -46,7 +46,7 @@ import numpy as np
 from models.calibration import DEFAULT_ECE_BINS, calibrate, expected_calibration_error, fit_temperature, softmax
 from models.taxonomy import EMOTIONS
 from training.config import CONFIG_ROOT, ConfigDict, ConfigError, to_dataclass
-from training.features import cache_key, cached_rows, repo_path
+from training.features import cache_key, cached_rows, read_split_manifest, repo_path
 
 DEFAULT_CONFIG = CONFIG_ROOT / "emotion.yaml"
 SPLITS = ("train", "validation", "test")
@@ -99,19 +99,12 @@ class EvaluationConfig:
 # -- data ------------------------------------------------------------------------------------------
 def read_corpus(corpus_dir: Path) -> dict[str, list[dict]]:
     """Utterance records with ``audio_path`` and ``emotion`` of each split manifest."""
-    from data.manifest import format_errors, read_manifest
-
     out = {}
     for split in SPLITS:
         path = corpus_dir / f"{split}.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found: data.corpus_dir must hold train.jsonl, validation.jsonl and test.jsonl "
-                f"(build one with `hotline data synth --out {corpus_dir}`), or set data.emotion_folders=/path/to/CASIA"
-            )
-        m = read_manifest(path)
-        if m.errors:
-            print(f"[emotion] {path}: skipped {len(m.errors)} bad lines\n{format_errors(m.errors, 10)}", file=sys.stderr)
+        m = read_split_manifest(path, "emotion", "data.corpus_dir must hold train.jsonl, validation.jsonl and test.jsonl "
+                                f"(build one with `hotline data synth --out {corpus_dir}`), or set "
+                                "data.emotion_folders=/path/to/CASIA")
         out[split] = [r for r in m.records if r.get("audio_path") and r.get("emotion")]
         if not out[split]:
             raise ValueError(f"{path} has no records with both 'audio' and 'emotion': nothing to train or score on")

@@ -1,5 +1,5 @@
-"""What the audio trainers (emotion, dialect ID, ASR) share: repository-relative paths, content keys for caches,
-and resumable row caches of per-utterance features.
+"""What the trainers share: repository-relative paths, reading a corpus split, content keys for caches and
+resumable row caches of per-utterance features (emotion, dialect ID, ASR).
 
     cache = repo_path("data/cache/emotion") / cache_key("enc", FEATURE_VERSION, ids, encoder_source)
     rows = cached_rows(cache, len(records), compute_rows, "encoder train")   # resumes after an interruption
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,6 +25,24 @@ def repo_path(p: str | None) -> Path | None:
         return None
     path = Path(p).expanduser()
     return path if path.is_absolute() else REPO / path
+
+
+def read_split_manifest(path: Path, who: str, hint: str, taxonomy: Any = None, fatal: tuple[str, str] | None = None):
+    """The manifest at ``path`` (``data.manifest.Manifest``), its bad lines reported on stderr as ``[who]`` and
+    skipped. A missing file raises FileNotFoundError ending in ``hint`` (what the folder must hold, how to build it).
+    ``fatal = (marker, what)``: bad lines whose message contains ``marker`` raise ValueError saying ``what`` instead."""
+    from data.manifest import format_errors, read_manifest
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {hint}")
+    m = read_manifest(path) if taxonomy is None else read_manifest(path, taxonomy)
+    if fatal is not None:
+        bad = [e for e in m.errors if fatal[0] in e.message]
+        if bad:
+            raise ValueError(f"{path}: {len(bad)} lines have {fatal[1]} (fix them or drop them):\n{format_errors(bad, 10)}")
+    if m.errors:
+        print(f"[{who}] {path}: skipped {len(m.errors)} bad lines\n{format_errors(m.errors, 10)}", file=sys.stderr)
+    return m
 
 
 def cache_key(*parts: Any) -> str:

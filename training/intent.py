@@ -235,17 +235,12 @@ def generate_split(split: str, n: int, seed: int, taxonomy: Taxonomy = DEFAULT_T
 
 def read_split(corpus_dir: str | Path, split: str, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[Labelled]:
     """The records of ``<corpus_dir>/<split>.jsonl`` that have ``text`` and ``intent``."""
-    from data.manifest import format_errors, read_manifest
+    from training.features import read_split_manifest
 
     path = Path(corpus_dir) / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: data.corpus_dir must hold train.jsonl, validation.jsonl and test.jsonl "
-            f"(build one with `hotline data synth --out {corpus_dir}`), or set data.corpus_dir=null to generate text"
-        )
-    m = read_manifest(path, taxonomy)
-    if m.errors:
-        print(f"[intent] {path}: skipped {len(m.errors)} bad lines\n{format_errors(m.errors, 10)}", file=sys.stderr)
+    m = read_split_manifest(path, "intent", "data.corpus_dir must hold train.jsonl, validation.jsonl and test.jsonl "
+                            f"(build one with `hotline data synth --out {corpus_dir}`), or set data.corpus_dir=null "
+                            "to generate text", taxonomy=taxonomy)
     out = []
     for r in m.records:
         if not r.get("text") or not r.get("intent"):
