@@ -136,3 +136,12 @@ def test_prosody_only_model_needs_no_encoder(tmp_path):
     with pytest.raises(ValueError, match="no features"):
         EmotionModel.create(EmotionModelConfig(use_encoder=False, use_prosody=False))
     assert set(AROUSAL) == set(EMOTIONS)
+
+
+def test_inverse_frequency_weights_balance_the_classes_present():
+    from models.emotion.model import inverse_frequency_weights
+
+    w = inverse_frequency_weights([0, 0, 1, 2, 2, 2], 4)
+    assert w.dtype == np.float32 and w.tolist() == pytest.approx([0.75, 1.5, 0.5, 0.0])
+    counts = np.array([2, 1, 3, 0])
+    assert (w * counts)[:3] == pytest.approx([1.5, 1.5, 1.5])  # every present class carries the same total weight

@@ -30,7 +30,7 @@ import torch
 from data.audio import SAMPLE_RATE
 from models.asr.dialects import DecodeOptions, decode_options
 from models.emotion.encoder_features import WHISPER_BASE, LazyEncoderFeatures, WhisperEncoderFeatures, select_layers
-from models.emotion.model import centre_crop
+from models.emotion.model import centre_crop, inverse_frequency_weights
 from models.lazy import lazy_attribute
 from models.taxonomy import DEFAULT_TAXONOMY, DIALECTS, UnknownLabelError
 
@@ -168,9 +168,7 @@ class DialectIdModel(LazyEncoderFeatures):
         self.net.mean.copy_(rows.mean(0))
         self.net.std.copy_(rows.std(0).clamp(min=1e-4))
         if y is not None:
-            counts = np.bincount(np.asarray(y), minlength=len(self.labels)).astype(np.float64)
-            w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(self.labels), 0.0)
-            self.net.class_weights.copy_(torch.as_tensor(w, dtype=torch.float32))
+            self.net.class_weights.copy_(torch.as_tensor(inverse_frequency_weights(y, len(self.labels))))
 
     # -- features ----------------------------------------------------------------------------------
     def pooled(self, audios: Sequence[np.ndarray]) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 
 from data.audio import SAMPLE_RATE
 from models.emotion.model import (AROUSAL, CONFIG_FILE, FORMAT_VERSION, EmotionResult, SingleUtteranceClassifier,
-                                  centre_crop, result)
+                                  centre_crop, inverse_frequency_weights, result)
 from models.taxonomy import EMOTIONS
 
 HF_DIR = "hf_model"  # model directory: the fine-tuned transformers model and feature extractor
@@ -76,9 +76,7 @@ class HFEmotionModel(SingleUtteranceClassifier):
         return cls(cfg, labels, HFNet(model, len(labels)), extractor)
 
     def set_class_weights(self, y: Sequence[int]) -> None:
-        counts = np.bincount(np.asarray(y), minlength=len(self.labels)).astype(np.float64)
-        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(self.labels), 0.0)
-        self.net.class_weights.copy_(torch.as_tensor(w, dtype=torch.float32))
+        self.net.class_weights.copy_(torch.as_tensor(inverse_frequency_weights(y, len(self.labels))))
 
     def collate(self, items: Sequence[tuple[np.ndarray, int]] | Sequence[np.ndarray]) -> dict:
         """Crop, pad and normalise a batch (``(audio, label)`` pairs, or plain audio for prediction)."""

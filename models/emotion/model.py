@@ -74,6 +74,12 @@ class EmotionResult:
         return self.emotion
 
 
+def inverse_frequency_weights(y: Sequence[int], n_classes: int) -> np.ndarray:
+    """Loss weights (float32) that give every class present in ``y`` the same total weight; absent classes get 0."""
+    counts = np.bincount(np.asarray(y), minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0).astype(np.float32)
+
+
 def centre_crop(audio: np.ndarray, max_seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The middle ``max_seconds`` of ``audio`` (all of it when shorter)."""
     n = int(max_seconds * sample_rate)
@@ -175,9 +181,7 @@ class EmotionModel(SingleUtteranceClassifier, LazyEncoderFeatures):
         self.net.mean.copy_(x.mean(0))
         self.net.std.copy_(x.std(0).clamp(min=1e-4))
         if y is not None:
-            counts = np.bincount(np.asarray(y), minlength=len(self.labels)).astype(np.float64)
-            w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(self.labels), 0.0)
-            self.net.class_weights.copy_(torch.as_tensor(w, dtype=torch.float32))
+            self.net.class_weights.copy_(torch.as_tensor(inverse_frequency_weights(y, len(self.labels))))
 
     # -- speaker normalisation -----------------------------------------------------------------------
     @property
