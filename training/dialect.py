@@ -33,10 +33,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from models.calibration import DEFAULT_ECE_BINS, calibrate, expected_calibration_error, softmax
+from models.calibration import calibrate, expected_calibration_error, softmax
 from models.taxonomy import DIALECTS
 from training.config import CONFIG_ROOT, ConfigError, to_dataclass
-from training.emotion import FEATURE_VERSION, SPLITS, load_utterance, score
+from training.emotion import FEATURE_VERSION, SPLITS, CalibrationConfig, load_utterance, score  # temperature scaling: same options
 from training.features import cache_key, cached_rows, read_split_manifest, repo_path
 
 DEFAULT_CONFIG = CONFIG_ROOT / "dialect.yaml"
@@ -54,12 +54,6 @@ class DialectDataConfig:
     cache_dir: str = "data/cache/emotion"  # pooled-encoder cache, shared with the emotion trainer (same keys)
     batch_size: int = 64  # head training batch size
     seed: int = 0  # subsampling
-
-
-@dataclass(frozen=True)
-class CalibrationConfig:
-    method: str = "lbfgs"  # lbfgs | grid
-    ece_bins: int = DEFAULT_ECE_BINS
 
 
 @dataclass(frozen=True)
