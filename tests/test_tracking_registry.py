@@ -167,3 +167,9 @@ def test_a_guard_keeps_failing_versions_out_and_replaces_a_failing_champion(stor
     registry._client().set_registered_model_alias("asr_reg", registry.CHAMPION, third.version)
     fourth = register(0.80, 0.30)
     assert fourth.promoted and f"version {third.version} fails the guard" in fourth.reason
+
+
+def test_pinned_requirements_pin_installed_packages_and_skip_missing_ones():
+    from importlib.metadata import version
+
+    assert tracking.pinned_requirements(("numpy", "no-such-package-hotline")) == [f"numpy=={version('numpy')}"]

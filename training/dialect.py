@@ -287,16 +287,11 @@ def log_model_dir(model_dir: Path) -> None:
     """Log the saved model folder as the run's MLflow model ``model`` (pyfunc flavour; the folder itself is
     ``model/artifacts/dialect_id``), so the registry can version it."""
     import mlflow
-    from importlib.metadata import PackageNotFoundError, version
 
     from models.asr import dialect_id
+    from training.tracking import pinned_requirements
 
-    pins = []
-    for pkg in ("torch", "numpy", "safetensors", "transformers", "soundfile"):
-        try:
-            pins.append(f"{pkg}=={version(pkg)}")
-        except PackageNotFoundError:
-            pass
+    pins = pinned_requirements(("torch", "numpy", "safetensors", "transformers", "soundfile"))
     mlflow.pyfunc.log_model(name=MODEL_ARTIFACT, python_model=dialect_id.DialectIdPyfuncModel(),
                             artifacts={dialect_id.PYFUNC_ARTIFACT: str(model_dir)}, pip_requirements=pins)
 

@@ -731,16 +731,11 @@ def log_model_dir(model_dir: Path) -> None:
     """Log the saved model directory as the run's MLflow model ``model`` (pyfunc flavour; the directory itself is
     ``model/artifacts/emotion_model``), so the registry can version it."""
     import mlflow
-    from importlib.metadata import PackageNotFoundError, version
 
     from models.emotion import model as emotion_model
+    from training.tracking import pinned_requirements
 
-    pins = []
-    for pkg in ("torch", "numpy", "safetensors", "transformers", "scipy", "soundfile"):
-        try:
-            pins.append(f"{pkg}=={version(pkg)}")
-        except PackageNotFoundError:
-            pass
+    pins = pinned_requirements(("torch", "numpy", "safetensors", "transformers", "scipy", "soundfile"))
     mlflow.pyfunc.log_model(name=MODEL_ARTIFACT, python_model=emotion_model.EmotionPyfuncModel(),
                             artifacts={emotion_model.PYFUNC_ARTIFACT: str(model_dir)}, pip_requirements=pins)
 

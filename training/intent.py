@@ -371,16 +371,11 @@ def log_model_dir(model_dir: Path) -> None:
     itself is ``model/artifacts/intent_model``), so the registry can version it and ``load_intent_model``
     or ``mlflow.pyfunc.load_model`` can load it back."""
     import mlflow
-    from importlib.metadata import PackageNotFoundError, version
 
     from models.intent import understand
+    from training.tracking import pinned_requirements
 
-    pins = []
-    for pkg in ("torch", "numpy", "safetensors", "pypinyin", "transformers"):
-        try:
-            pins.append(f"{pkg}=={version(pkg)}")
-        except PackageNotFoundError:
-            pass
+    pins = pinned_requirements(("torch", "numpy", "safetensors", "pypinyin", "transformers"))
     with tempfile.TemporaryDirectory() as tmp:
         named = Path(tmp) / understand.PYFUNC_ARTIFACT  # MLflow keeps the folder's name under artifacts/
         shutil.copytree(model_dir, named)

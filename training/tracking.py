@@ -346,3 +346,16 @@ def log_reliability(probs: np.ndarray, gold: Sequence[int], bins: int, name: str
     ax.set_ylabel("accuracy")
     ax.set_title(f"{name.replace('_', ' ')} (ECE {expected_calibration_error(probs, list(gold), bins):.3f})")
     log_figure(fig, f"{PLOTS_DIR}/{name}.png")
+
+
+def pinned_requirements(packages: Sequence[str]) -> list[str]:
+    """``pkg==version`` for each of ``packages`` that is installed (a logged model's pip requirements)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for pkg in packages:
+        try:
+            pins.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            pass
+    return pins
