@@ -96,7 +96,6 @@ class RefitConfig:
     step_scale: Literal["data", "same"] = "data"  # refit steps: the kept step count scaled by the data size, or the same
 
 
-
 # -- data ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Labelled:
@@ -412,6 +411,20 @@ def decide(model, data: Sequence[Labelled], logits, tag_log_probs) -> list[Under
             for u, z, lp in zip(data, logits, tag_log_probs)]
 
 
+def model_and_loader(model_cfg: ConfigDict, train: Sequence[Labelled], clean: Sequence[Labelled], labels: LabelMaps,
+                     batch_size: int, seed: int):
+    """A fresh model whose vocabulary comes from ``train`` (the augmented examples) and whose gazetteer comes from
+    the ``clean`` utterances, and the seeded, shuffled loader of ``train`` for it."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    model = build_model(model_cfg, [u.text for u in train], labels)
+    model.gazetteer = build_gazetteer(clean)
+    loader = DataLoader(to_examples(train, labels), batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed), collate_fn=partial(model.collate, train=True))
+    return model, loader
+
+
 def refit(model, clean: Sequence[Labelled], kept_steps: int, steps_per_epoch: int, model_cfg: ConfigDict,
           labels: LabelMaps, data_cfg: IntentDataConfig, optim_cfg, trainer_cfg, refit_cfg: RefitConfig):
     """A fresh model of the same recipe trained on ``clean`` (train + validation utterances) for the step count
@@ -420,17 +433,10 @@ def refit(model, clean: Sequence[Labelled], kept_steps: int, steps_per_epoch: in
     import dataclasses
     import math
 
-    import torch
-    from torch.utils.data import DataLoader
-
     from training.loop import fit
 
     train = augment_for_training(clean, data_cfg)
-    new = build_model(model_cfg, [u.text for u in train], labels)
-    new.gazetteer = build_gazetteer(clean)
-    generator = torch.Generator().manual_seed(trainer_cfg.seed)
-    loader = DataLoader(to_examples(train, labels), batch_size=data_cfg.batch_size, shuffle=True, generator=generator,
-                        collate_fn=partial(new.collate, train=True))
+    new, loader = model_and_loader(model_cfg, train, clean, labels, data_cfg.batch_size, trainer_cfg.seed)
     steps = max(1, kept_steps)
     if refit_cfg.step_scale == "data":
         steps = max(1, math.ceil(steps * len(loader) / max(1, steps_per_epoch)))
@@ -495,13 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({'corpus ' + data_cfg.corpus_dir if data_cfg.corpus_dir else 'generated text'}) in {time.time() - t0:.1f}s")
 
     # 4. model
-    model = build_model(cfg["model"], [u.text for u in train], labels)
-    model.gazetteer = build_gazetteer(clean["train"])
-    train_examples, val_examples = to_examples(train, labels), to_examples(validation, labels)
-    generator = torch.Generator().manual_seed(trainer_cfg.seed)
-    train_loader = DataLoader(train_examples, batch_size=data_cfg.batch_size, shuffle=True, generator=generator,
-                              collate_fn=partial(model.collate, train=True))
-    val_loader = DataLoader(val_examples, batch_size=max(data_cfg.batch_size, 64), collate_fn=model.collate)
+    model, train_loader = model_and_loader(cfg["model"], train, clean["train"], labels, data_cfg.batch_size,
+                                           trainer_cfg.seed)
+    val_loader = DataLoader(to_examples(validation, labels), batch_size=max(data_cfg.batch_size, 64),
+                            collate_fn=model.collate)
 
     def evaluate_fn(_net) -> dict[str, float]:
         m = score(model.predict([u.text for u in validation]), validation, labels, calib_cfg.ece_bins)
