@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from models.folders import find_model_dir  # noqa: F401  (also imported from here by notebooks and tools)
+from models.folders import find_model_dir
 
 INTENT_MODEL = "intent"  # registered model name of the intent/slot model
 TRAIN_HINT = "hotline train intent --config training/configs/intent.yaml"

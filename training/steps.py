@@ -46,11 +46,11 @@ class Setup:
 
 
 def compose(args: argparse.Namespace, data_cls: type, calibration_cls: type, evaluation_cls: type,
-            default_name: str, overrides: Sequence[str] | None = None) -> Setup:
-    """Load ``args.config`` with ``overrides`` (default: ``args.overrides``) and build the dataclasses."""
+            default_name: str) -> Setup:
+    """Load ``args.config`` with ``args.overrides`` and build the dataclasses."""
     from training.loop import OptimConfig, TrainerConfig
 
-    cfg = load_config(args.config, list(args.overrides if overrides is None else overrides))
+    cfg = load_config(args.config, list(args.overrides))
     return Setup(
         args=args,
         cfg=cfg,
