@@ -143,3 +143,17 @@ def test_generated_splits_use_held_out_templates():
         data = generate_split(name, 33, seed=3)
         assert len(data) == 33 and len({u.intent for u in data}) == 11  # evenly over intents
         assert {split[u.template_id] for u in data} == {name}
+
+
+def test_extra_templates_join_training_only():
+    from data.synth.text import TextGenerator
+    from training.intent import generate_split
+
+    gen = TextGenerator()
+    core = {t for i in gen.taxonomy.intent_names for t in gen.template_ids(i)}
+    for name in ("validation", "test"):  # the held-out phrasings are the same with or without the extras
+        assert generate_split(name, 44, seed=0, extra_templates=True) == generate_split(name, 44, seed=0)
+    train = generate_split("train", 440, seed=0, extra_templates=True)
+    extra = {u.template_id for u in train} - core
+    assert len(extra) >= 11 and all(gen.template(t) for t in extra)
+    assert {u.template_id for u in generate_split("train", 440, seed=0)} <= core

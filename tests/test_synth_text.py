@@ -92,10 +92,13 @@ def gen() -> TextGenerator:
 
 @pytest.fixture(scope="module")
 def grid(gen) -> list[Utterance]:
-    """Two utterances for every intent x emotion x dialect, plus 1500 random ones."""
+    """Two utterances for every intent x emotion x dialect, 1500 random ones, and every training-only template
+    (data/synth/extra_templates.py) once per dialect."""
     rng = random.Random(11)
     out = [gen.utterance(rng, i, e, d) for i in INTENTS for e in EMOTIONS for d in DIALECTS for _ in range(2)]
     out += [gen.utterance(rng, rng.choice(INTENTS), rng.choice(EMOTIONS), rng.choice(DIALECTS)) for _ in range(1500)]
+    extra = [t for i in INTENTS for t in gen.template_ids(i, extra=True)[len(gen.template_ids(i)):]]
+    out += [gen.utterance(rng, t.split("/")[0], rng.choice(EMOTIONS), d, t) for t in extra for d in DIALECTS]
     return out
 
 
@@ -118,7 +121,7 @@ def test_every_intent_emotion_dialect_generates(gen, grid, calls):
     assert seen == {(i, e, d) for i in INTENTS for e in EMOTIONS for d in DIALECTS}
     for u in grid:
         assert u.text and u.text[-1] in "。！？", u.text
-        assert u.template_id in gen.template_ids(u.intent)
+        assert u.template_id in gen.template_ids(u.intent, extra=True)
         assert not LATIN_OR_DIGIT.search(u.text), u.text
     assert len(calls) == len(INTENTS) * len(EMOTIONS) * len(DIALECTS)
     for c in calls:
@@ -253,7 +256,7 @@ def test_same_rng_state_gives_the_same_text(gen):
 
 def test_split_templates_is_disjoint_covering_and_deterministic(gen):
     split = split_templates(gen, seed=0)
-    every = {t for i in INTENTS for t in gen.template_ids(i)}
+    every = {t for i in INTENTS for t in gen.template_ids(i, extra=True)}
     assert set(split) == every
     assert set(split.values()) == {"train", "validation", "test"}
     for intent in INTENTS:
@@ -264,6 +267,26 @@ def test_split_templates_is_disjoint_covering_and_deterministic(gen):
     assert split_templates(gen, seed=1) != split
     with pytest.raises(ValueError):
         split_templates(gen, seed=0, fractions=(0.8, 0.2, 0.0))
+
+
+def test_extra_templates_are_training_only_and_leave_the_held_out_split_alone(gen, monkeypatch):
+    import data.synth.text as text_module
+
+    with_extra = split_templates(gen, seed=0)
+    monkeypatch.setattr(text_module, "EXTRA_TEMPLATES", {})
+    core = split_templates(gen, seed=0)
+    assert {t: s for t, s in with_extra.items() if t in core} == core  # validation and test phrasings unchanged
+    extra = set(with_extra) - set(core)
+    assert len(extra) >= 5 * len(INTENTS)
+    assert {with_extra[t] for t in extra} == {"train"}
+
+
+def test_core_and_extra_templates_are_distinct_wordings(gen):
+    for intent in INTENTS:
+        wordings = [gen.template(t)["mandarin"] for t in gen.template_ids(intent, extra=True)]
+        assert len(set(wordings)) == len(wordings), intent
+    with pytest.raises(ValueError, match="unknown template id"):
+        gen.template("praise/999")
 
 
 def test_template_id_is_honoured_in_every_dialect(gen):

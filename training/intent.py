@@ -72,6 +72,7 @@ class IntentDataConfig:
     noise: AsrNoiseOptions = field(default_factory=AsrNoiseOptions)  # the simulated ASR errors (validation, test)
     train_noise: AsrNoiseOptions | None = None  # training only: the simulated ASR errors there (None: ``noise``)
     keyword_swap: float = 0.0  # training only: share of utterances that also give a copy with intent keywords swapped
+    extra_templates: bool = False  # training only: also draw from data/synth/extra_templates.py (always "train")
     batch_size: int = 64  # training batch size
 
 
@@ -205,8 +206,13 @@ def augment_for_training(clean: Sequence[Labelled], cfg: IntentDataConfig) -> li
     return mix_noise(spliced, cfg.noise_prob, cfg.train_noise or cfg.noise, seed=cfg.seed + 1)
 
 
-def generate_split(split: str, n: int, seed: int, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> list[Labelled]:
-    """``n`` utterances from the templates of ``split`` (held out from the others), evenly over intents."""
+def generate_split(split: str, n: int, seed: int, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+                   extra_templates: bool = False) -> list[Labelled]:
+    """``n`` utterances from the templates of ``split`` (held out from the others), evenly over intents.
+
+    ``extra_templates``: the training split also draws from the training-only phrasings of
+    :mod:`data.synth.extra_templates`; validation and test are the same either way.
+    """
     from tqdm import tqdm
 
     from data.synth.text import TextGenerator, split_templates
@@ -215,7 +221,8 @@ def generate_split(split: str, n: int, seed: int, taxonomy: Taxonomy = DEFAULT_T
     template_split = split_templates(gen, seed)
     rng = random.Random(f"{seed}-{split}")
     intents = taxonomy.intent_names
-    templates = {i: [t for t in gen.template_ids(i) if template_split.get(t) == split] for i in intents}
+    templates = {i: [t for t in gen.template_ids(i, extra=extra_templates) if template_split.get(t) == split]
+                 for i in intents}
     empty = [i for i, t in templates.items() if not t]
     if empty:
         raise ValueError(f"the {split} template split has no templates for intents {empty}; check split_templates")
@@ -262,7 +269,7 @@ def load_data(cfg: IntentDataConfig) -> dict[str, list[Labelled]]:
             corpus = REPO_ROOT / corpus  # relative to the repository, wherever the command runs
         return {s: read_split(corpus, s) for s in SPLITS}
     sizes = {"train": cfg.n_train, "validation": cfg.n_validation, "test": cfg.n_test}
-    return {s: generate_split(s, sizes[s], cfg.seed) for s in SPLITS}
+    return {s: generate_split(s, sizes[s], cfg.seed, extra_templates=cfg.extra_templates) for s in SPLITS}
 
 
 def build_gazetteer(data: Sequence[Labelled]) -> dict[str, tuple[str, ...]]:

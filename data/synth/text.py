@@ -5,7 +5,8 @@ The text side of hotline's synthetic corpus. Every utterance comes from a templa
 template ids, so test phrasings are never seen in training. Slot values are spoken the way callers say them
 (order numbers digit by digit with 幺 and 洞, amounts as Chinese cardinals with 块/元/毛/蚊), and every slot
 carries a character span over its spoken form, so that ITN and slot tagging can be trained and checked.
-The words and templates live in :mod:`data.synth.lexicon`; this module holds the machinery.
+The words and templates live in :mod:`data.synth.lexicon` (training-only phrasings added after the split was
+fixed in :mod:`data.synth.extra_templates`); this module holds the machinery.
 
 All randomness comes from the ``random.Random`` passed in: the same state gives the same text.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from data.synth import lexicon as L
+from data.synth.extra_templates import EXTRA_TEMPLATES
 from models.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -482,10 +484,25 @@ class TextGenerator:
         self._check_lexicon()
 
     # -- public API ------------------------------------------------------------------------------------
-    def template_ids(self, intent: str) -> list[str]:
-        """Template ids of an intent, e.g. ``["praise/00", "praise/01", ...]``."""
+    def template_ids(self, intent: str, extra: bool = False) -> list[str]:
+        """Template ids of an intent, e.g. ``["praise/00", "praise/01", ...]``.
+
+        ``extra``: also the training-only phrasings of :mod:`data.synth.extra_templates`, numbered on from the
+        last core template (``"praise/20"`` ...). Without it, the ids the held-out split and the corpus use.
+        """
         self.taxonomy.check("intent", intent)
-        return [f"{intent}/{i:02d}" for i in range(len(L.TEMPLATES[intent]))]
+        n = len(L.TEMPLATES[intent]) + (len(EXTRA_TEMPLATES.get(intent, ())) if extra else 0)
+        return [f"{intent}/{i:02d}" for i in range(n)]
+
+    def template(self, template_id: str) -> dict[str, str]:
+        """The wordings (``{"mandarin": ..., "cantonese": ...}``) of a core or extra template id."""
+        intent, _, k = template_id.rpartition("/")
+        self.taxonomy.check("intent", intent)
+        every = tuple(L.TEMPLATES[intent]) + tuple(EXTRA_TEMPLATES.get(intent, ()))
+        if not k.isdigit() or int(k) >= len(every):
+            raise ValueError(f"unknown template id {template_id!r}; use one of TextGenerator.template_ids({intent!r}, "
+                             "extra=True)")
+        return every[int(k)]
 
     def emotion_weights(self, intent: str) -> dict[str, float]:
         """Plausible emotion mix of callers with this intent (sums to 1; every emotion > 0 for complaints)."""
@@ -573,9 +590,9 @@ class TextGenerator:
         self.taxonomy.check("dialect", dialect)
 
     def _pick_template(self, rng: random.Random, intent: str, template_id: str | None) -> str:
-        ids = self.template_ids(intent)
         if template_id is None:
-            return rng.choice(ids)
+            return rng.choice(self.template_ids(intent))
+        ids = self.template_ids(intent, extra=True)
         if template_id not in ids:
             raise ValueError(
                 f"template_id {template_id!r} is not a template of intent {intent!r}; "
@@ -694,7 +711,7 @@ class TextGenerator:
         self, rng: random.Random, intent: str, emotion: str, dialect: str, tid: str, values: _Values
     ) -> Utterance:
         ctx = _Ctx(rng, intent, emotion, dialect, values, group=self._group(intent))
-        template = L.TEMPLATES[intent][int(tid.rsplit("/", 1)[1])]
+        template = self.template(tid)
         own = template.get(dialect)
         convert = own is None and dialect != "mandarin"
         core = self._render(self._nodes(own or template["mandarin"]), ctx, convert)
@@ -767,7 +784,7 @@ class TextGenerator:
         known |= {k for d in L.AGENT_LEX.values() for k in d}
         texts: list[str] = []
         for intent in self.taxonomy.intent_names:
-            for t in L.TEMPLATES[intent]:
+            for t in (*L.TEMPLATES[intent], *EXTRA_TEMPLATES.get(intent, ())):
                 texts += list(t.values())
         for table in (L.LEX, *L.DIALECT_LEX.values(), *L.AGENT_LEX.values()):
             for entries in table.values():
@@ -835,6 +852,8 @@ def split_templates(
     """template_id -> "train" | "validation" | "test": per intent, deterministic for ``seed``.
 
     Every split gets at least one template of every intent, so test phrasings are never seen in training.
+    The split is drawn over the core templates (``TEMPLATES``) only; the training-only phrasings of
+    :mod:`data.synth.extra_templates` are always ``"train"``, so adding them leaves validation and test as they were.
     """
     if len(fractions) != 3 or any(f <= 0 for f in fractions):
         raise ValueError(f"fractions must be three positive shares (train, validation, test), got {fractions}")
@@ -853,6 +872,7 @@ def split_templates(
         n_val = min(n_val, n - n_test - 1)
         for k, tid in enumerate(order):
             out[tid] = "test" if k < n_test else "validation" if k < n_test + n_val else "train"
+        out.update((tid, "train") for tid in gen.template_ids(intent, extra=True)[len(ids):])
     return out
 
 
