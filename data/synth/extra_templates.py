@@ -6,10 +6,12 @@ core ones (``"praise/20"`` .. ``"praise/27"``), :func:`data.synth.text.split_tem
 and draws the held-out split over the core ids alone, so validation and test stay what they were. The intent
 trainer reads them with ``data.extra_templates=true``; the audio corpus does not use them.
 
-They add scenarios and sentence structures that the first 20 lack. About half of each intent's are multi-topic:
-the caller mentions words typical of another intent (a refund, a signature on delivery, a repair, a bill), but
-the main request or complaint decides the label, e.g. a parcel "sent back" that the caller never refused is
-still ``logistics_delay``, and a question about how warranty works is still ``consultation``.
+They add scenarios and sentence structures that the core ones lack. About half of each intent's are multi-topic:
+the caller mentions words typical of another intent (a refund, a repair, a bill, a booking), but the main
+request or complaint decides the label. That idea came from the validation errors of intent v3 (validation
+templates whose topic words belong to another intent); the five phrasings that restated those validation
+templates themselves were taken out again, so that the validation score still measures unseen phrasings.
+Whoever wrote them was shown no test template and no test error.
 
 Same mini-language and rules as :mod:`data.synth.lexicon`: slot values only through their placeholders, only
 Chinese characters and Chinese punctuation outside ``{}``.
@@ -22,9 +24,6 @@ from data.synth.lexicon import T
 EXTRA_TEMPLATES: dict[str, tuple[dict[str, str], ...]] = {
     "logistics_delay": (
         # mentions 退货/退款/拒收, but the caller wants the parcel delivered
-        T("我没申请退货，也没拒收，物流却显示包裹正在退回，[{c_order}{order_id}，]我就想要我的东西，赶紧重新给我派送。",
-          cantonese="我冇申请退货，又冇拒收，物流就显示个包裹退紧返去，[{c_order}{order_id}，]我只係想要返我啲嘢，"
-                    "快啲帮我重新派送。"),
         T("[{c_order}{order_id}，]我不是要退款，我就要东西，{product}说好{t_promise}送到，现在{t_wait}了还在路上。"),
         T("我特意加钱选的加急配送，[加了{amount:small}，]结果比普通快递还慢，{t_wait}了都没送到。"),
         T("换货寄出来的新{product}，商家说{t_past}就发了，物流到现在一步都没动，[{c_phone}{phone}，]{req}。"),
@@ -36,7 +35,6 @@ EXTRA_TEMPLATES: dict[str, tuple[dict[str, str], ...]] = {
     ),
     "product_quality": (
         # ends with a return request, but the complaint is the fault
-        T("今天刚送到的{product}，{defect}，这种质量的东西我可不敢用，给我退掉。"),
         T("买的{product:clothing}洗了一次就变形了，[{c_order}{order_id}，]做工也太差了，东西你们收回去，钱退给我。"),
         T("我不想修，新买的{product}就{defect}，修好了我也不放心，这明明就是质量问题。"),
         T("快递倒是挺快的，可{product}一到手就{defect}，[{c_order}{order_id}，]你们发货前都不检查的吗？",
@@ -77,8 +75,6 @@ EXTRA_TEMPLATES: dict[str, tuple[dict[str, str], ...]] = {
         T("酒店前台对我们爱答不理，我问个早餐在几楼都翻白眼，[{c_phone}{phone}，]我要投诉这个前台。",
           cantonese="酒店前台对我哋爱理唔理，我问下早餐喺几楼都反白眼，[{c_phone}{phone}，]我要投诉呢个前台。"),
         T("修{product:small}的师傅一进门就嫌我家乱，一边修一边骂骂咧咧的，我花钱请人上门不是来受气的。"),
-        T("快递员把箱子往地上一扔，我说里面是{product}，他说摔坏了也不关他的事，这是什么态度？",
-          cantonese="快递员将个箱掟落地，我话入面係{product}，佢话跌烂咗都唔关佢事，咩态度嚟㗎？"),
         T("我就问了一句退款到哪一步了，客服就冷笑说急什么，又不是不给你，然后直接把电话挂了。[{c_phone}{phone}。]",
           cantonese="我就问咗句退款去到边一步，客服就冷笑话急咩啫，又唔係唔畀你，跟住就收我线。[{c_phone}{phone}。]"),
         T("营业厅的小伙子当着一屋子人的面大声念我欠了多少费，一点都不顾及别人的面子。"),
@@ -126,8 +122,6 @@ EXTRA_TEMPLATES: dict[str, tuple[dict[str, str], ...]] = {
     ),
     "order_inquiry": (
         T("我用分期付款买的{product}，想看一下订单现在到哪里了，[{c_order}{order_id}。]"),
-        T("家里人说快递好像已经签收了，我人不在家，想查一下是谁签收的、放在哪里了，[{c_order}{order_id}。]",
-          cantonese="屋企人话个快递好似已经签收咗，我唔喺屋企，想查下係边个签收、放咗喺边，[{c_order}{order_id}。]"),
         T("我一个订单买了三样东西，只显示发了两件，剩下那{mw}{product}是单独发吗？"),
         T("我之前退过一个单，这回新下的{product}，[{c_order}{order_id}，]帮我看看发出去了吗，别跟退的那单搞混了。"),
         T("我下单的时候选的是黑色的{product}，能帮我看一下订单里写的是不是黑色吗？"),
@@ -141,8 +135,6 @@ EXTRA_TEMPLATES: dict[str, tuple[dict[str, str], ...]] = {
           cantonese="如果我退货，退款係原路退返定係退落余额度？大概要几多日？"),
         T("我想了解一下，套餐里的流量用完了以后怎么收费，是按兆算还是按天算？[{c_phone}{phone}。]",
           cantonese="我想了解下，套餐啲流量用晒之后点收费，係按兆计定係按日计？[{c_phone}{phone}。]"),
-        T("{product:phone}在保修期内不小心摔坏了，这种算不算在保修范围里？",
-          cantonese="{product:phone}喺保修期内唔小心跌坏咗，咁样计唔计喺保修范围入面？"),
         T("我想把号码带到外地用，携号转网要满足什么条件？[{c_phone}{phone}。]"),
         T("我想问一下，帮家里人订酒店，入住人可以写他们的名字吗？需不需要本人的身份证？"),
         T("想问一下，买完以后降价了，你们有没有保价？保价期是几天？"),
