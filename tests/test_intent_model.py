@@ -152,6 +152,54 @@ def test_char_model_learns_and_round_trips(tmp_path):
     assert loaded.predict(texts) == preds
 
 
+def _tiny_char(seed: int, steps: int) -> CharIntentModel:
+    torch.manual_seed(seed)
+    model = CharIntentModel.create([t for t, _, _ in DATA], LABELS, CharModelConfig(
+        embed_dim=16, conv_channels=16, hidden=16, dropout=0.0, unk_dropout=0.0, ngram_buckets=100, ngram_dim=8))
+    _train(model, steps=steps, lr=1e-2)
+    return model
+
+
+def test_ensemble_averages_members_and_round_trips(tmp_path):
+    from models.intent.ensemble import EnsembleIntentModel
+
+    a, b = _tiny_char(0, 40), _tiny_char(1, 5)
+    a.temperature = b.temperature = 1.3
+    a.gazetteer, b.gazetteer = {"product": ("华为手机",)}, {"product": ("小米电视", "华为手机")}
+    ens = EnsembleIntentModel([a, b])
+    texts = [t for t, _, _ in DATA] + [""]
+    (za, ta), (zb, tb) = a.scores(texts), b.scores(texts)
+    z, tags = ens.scores(texts)
+    np.testing.assert_allclose(z, (za + zb) / 2, rtol=1e-6)
+    for k in range(len(texts)):  # the log of the mean tag probability, still a distribution per character
+        np.testing.assert_allclose(np.exp(tags[k]), (np.exp(ta[k]) + np.exp(tb[k])) / 2, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.exp(tags[k]).sum(-1), 1.0, rtol=1e-5)
+    assert ens.temperature == 1.3 and ens.gazetteer == {"product": ("华为手机", "小米电视")}
+    assert isinstance(ens, IntentModel)
+    preds = ens.predict(texts)
+    ens.save(tmp_path / "e")
+    assert {p.name for p in (tmp_path / "e").iterdir()} == {"config.json", "member-0", "member-1"}
+    loaded = load_intent_model(tmp_path / "e")
+    assert type(loaded) is EnsembleIntentModel and len(loaded.members) == 2 and loaded.predict(texts) == preds
+
+
+def test_ensemble_refuses_bad_members(tmp_path):
+    import shutil
+
+    from models.intent.ensemble import EnsembleIntentModel
+
+    with pytest.raises(ValueError, match="at least one member"):
+        EnsembleIntentModel([])
+    other = CharIntentModel.create(["谢谢"], LabelMaps(("praise", "consultation"), (), LABELS.bio_tags),
+                                   CharModelConfig(embed_dim=8, conv_channels=8, hidden=8))
+    with pytest.raises(ValueError, match="other labels"):
+        EnsembleIntentModel([_tiny_char(0, 1), other])
+    EnsembleIntentModel([_tiny_char(0, 1), _tiny_char(1, 1)]).save(tmp_path / "e")
+    shutil.rmtree(tmp_path / "e" / "member-1")
+    with pytest.raises(FileNotFoundError, match="member-1"):
+        load_intent_model(tmp_path / "e")
+
+
 def test_load_explains_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saved intent model directory"):
         load_intent_model(tmp_path)

@@ -101,6 +101,30 @@ def test_refit_sees_validation_and_keeps_calibration(tmp_path):
     assert new.predict(["鑫淼犇的龘被扣了两次钱"])[0].intent in labels.intents
 
 
+def test_refit_members_train_an_averaged_ensemble(tmp_path):
+    """refit.members=2: two refit models (seeds 0 and 1) are averaged; the ensemble is tested, saved, registered."""
+    from models.intent.ensemble import EnsembleIntentModel
+    from models.intent.understand import load_intent_model
+
+    config = _run_and_check([str(CONFIG_ROOT / "intent.yaml"), *TINY, "refit.members=2"], tmp_path)
+    assert config["backend"] == "ensemble" and config["members"] == ["member-0", "member-1"]
+    model = load_intent_model(tmp_path / "model_out")
+    assert isinstance(model, EnsembleIntentModel) and len(model.members) == 2
+    a, b = (m.net.state_dict() for m in model.members)
+    assert any(not (a[k] == b[k]).all() for k in a), "the members must differ (their seeds do)"
+    assert {m.temperature for m in model.members} == {model.temperature}
+
+
+def test_refit_members_need_refit(tmp_path):
+    from training.config import ConfigError
+    from training.intent import main
+
+    with pytest.raises(ConfigError, match="refit.members=2"):
+        main(["--config", str(CONFIG_ROOT / "intent.yaml"), *TINY, "refit.enabled=false", "refit.members=2"])
+    with pytest.raises(ConfigError, match="refit.members=0"):
+        main(["--config", str(CONFIG_ROOT / "intent.yaml"), *TINY, "refit.members=0"])
+
+
 def test_refit_refuses_multi_process_runs(tmp_path, monkeypatch):
     from training.config import ConfigError
     from training.intent import main

@@ -95,6 +95,7 @@ class EvaluationConfig:
 class RefitConfig:
     enabled: bool = False  # after calibration, train a fresh model on train + validation templates (one process only)
     step_scale: Literal["data", "same"] = "data"  # refit steps: the kept step count scaled by the data size, or the same
+    members: int = 1  # refit models trained (seeds trainer.seed, +1, ...); > 1: their average is tested and registered
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -433,29 +434,34 @@ def model_and_loader(model_cfg: ConfigDict, train: Sequence[Labelled], clean: Se
 
 
 def refit(model, clean: Sequence[Labelled], kept_steps: int, steps_per_epoch: int, model_cfg: ConfigDict,
-          labels: LabelMaps, data_cfg: IntentDataConfig, optim_cfg, trainer_cfg, refit_cfg: RefitConfig):
+          labels: LabelMaps, data_cfg: IntentDataConfig, optim_cfg, trainer_cfg, refit_cfg: RefitConfig,
+          seed: int | None = None):
     """A fresh model of the same recipe trained on ``clean`` (train + validation utterances) for the step count
     early stopping kept (scaled by the data size with ``step_scale: data``), without evaluation; it takes over the
-    calibrated expert weights and temperature of ``model``."""
+    calibrated expert weights and temperature of ``model``. ``seed`` (default ``trainer.seed``) seeds its
+    initialisation and batch order: ensemble members differ only there."""
     import dataclasses
     import math
 
-    from training.loop import fit
+    from training.loop import fit, seed_everything
 
+    seed = trainer_cfg.seed if seed is None else seed
+    seed_everything(seed)
     train = augment_for_training(clean, data_cfg)
-    new, loader = model_and_loader(model_cfg, train, clean, labels, data_cfg.batch_size, trainer_cfg.seed)
+    new, loader = model_and_loader(model_cfg, train, clean, labels, data_cfg.batch_size, seed)
     steps = max(1, kept_steps)
     if refit_cfg.step_scale == "data":
         steps = max(1, math.ceil(steps * len(loader) / max(1, steps_per_epoch)))
     refit_trainer = dataclasses.replace(
         trainer_cfg, max_steps=steps, eval_every_n_steps=None, restore_best=False,
         early_stopping=dataclasses.replace(trainer_cfg.early_stopping, metric=None))
-    print(f"[intent] refit: {len(clean)} clean utterances (train + validation) -> {len(train)} training examples, "
-          f"{steps} steps (early stopping kept {kept_steps})")
+    print(f"[intent] refit (seed {seed}): {len(clean)} clean utterances (train + validation) -> {len(train)} training "
+          f"examples, {steps} steps (early stopping kept {kept_steps})")
     from training.tracking import log_metrics
 
+    tag = "refit" if seed == trainer_cfg.seed else f"refit{seed - trainer_cfg.seed}"
     fit(new.net, loader, None, optim_cfg, refit_trainer, None,
-        log_fn=lambda metrics, step: log_metrics({f"refit_{k}": v for k, v in metrics.items()}, step))
+        log_fn=lambda metrics, step: log_metrics({f"{tag}_{k}": v for k, v in metrics.items()}, step))
     new.net.to("cpu").eval()
     if hasattr(new, "set_expert_weights") and hasattr(model, "config"):
         new.set_expert_weights(model.config.expert_weights)
@@ -486,6 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, data_cfg, optim_cfg, trainer_cfg = setup.cfg, setup.data, setup.optim, setup.trainer
     calib_cfg, eval_cfg, model_name = setup.calibration, setup.evaluation, setup.name
     refit_cfg = to_dataclass(RefitConfig, cfg.get("refit", {}))
+    if refit_cfg.members < 1 or (refit_cfg.members > 1 and not refit_cfg.enabled):
+        raise ConfigError(f"refit.members={refit_cfg.members}: the number of refit models must be >= 1, and more than "
+                          "one needs refit.enabled=true (members are refit models)")
     if refit_cfg.enabled and D.env_world_size() > 1:
         raise ConfigError("refit.enabled=true trains the final model in one process after the ranks finish; "
                           "pass refit.enabled=false for a multi-process (torchrun) run")
@@ -545,12 +554,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         val_metrics["val_score"] = (val_metrics["val_intent_accuracy"] + val_metrics["val_slot_f1"]) / 2
         _log_metrics(val_metrics)
 
-        # 6b. refit: a fresh model on train + validation, same recipe and step count, stage-6 calibration
+        # 6b. refit: fresh models on train + validation, same recipe and step count, stage-6 calibration; with
+        #     refit.members > 1, one per seed, averaged
         refit_seconds = 0.0
         if refit_cfg.enabled:
             t_refit = time.time()
-            model = refit(model, clean["train"] + clean["validation"], result.best_step, len(train_loader),
-                          cfg["model"], labels, data_cfg, optim_cfg, trainer_cfg, refit_cfg)
+            members = [refit(model, clean["train"] + clean["validation"], result.best_step, len(train_loader),
+                             cfg["model"], labels, data_cfg, optim_cfg, trainer_cfg, refit_cfg, seed=trainer_cfg.seed + k)
+                       for k in range(refit_cfg.members)]
+            if len(members) == 1:
+                model = members[0]
+            else:
+                from models.intent.ensemble import EnsembleIntentModel
+
+                model = EnsembleIntentModel(members, temperature=model.temperature)
             refit_seconds = time.time() - t_refit
             _log_metrics({"refit_seconds": refit_seconds, "refit_train_size": len(clean["train"]) + len(clean["validation"])})
 

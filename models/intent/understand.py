@@ -33,6 +33,7 @@ PYFUNC_ARTIFACT = "intent_model"  # inside a logged MLflow model: artifacts/<thi
 BACKENDS = {  # backend name -> "module:class" with a classmethod ``load(directory)``
     "char": "models.intent.charmodel:CharIntentModel",
     "hf": "models.intent.hf_backend:HFIntentModel",
+    "ensemble": "models.intent.ensemble:EnsembleIntentModel",
 }
 # Near-pinyin merges (Southern and Southwestern accents, frequent recogniser confusions): zh/z, n/l, in/ing ...
 PINYIN_INITIAL_MERGE = {"zh": "z", "ch": "c", "sh": "s", "n": "l", "r": "l", "f": "h"}
