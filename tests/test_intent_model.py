@@ -164,17 +164,21 @@ def test_ensemble_averages_members_and_round_trips(tmp_path):
     from models.intent.ensemble import EnsembleIntentModel
 
     a, b = _tiny_char(0, 40), _tiny_char(1, 5)
-    a.temperature = b.temperature = 1.3
+    a.temperature, b.temperature = 1.3, 0.7
     a.gazetteer, b.gazetteer = {"product": ("华为手机",)}, {"product": ("小米电视", "华为手机")}
     ens = EnsembleIntentModel([a, b])
     texts = [t for t, _, _ in DATA] + [""]
     (za, ta), (zb, tb) = a.scores(texts), b.scores(texts)
     z, tags = ens.scores(texts)
-    np.testing.assert_allclose(z, (za + zb) / 2, rtol=1e-6)
+    def p(z, t):
+        e = np.exp((z - z.max(-1, keepdims=True)) / t)
+        return e / e.sum(-1, keepdims=True)
+
+    np.testing.assert_allclose(np.exp(z), (p(za, 1.3) + p(zb, 0.7)) / 2, rtol=1e-5)  # calibrated probabilities
     for k in range(len(texts)):  # the log of the mean tag probability, still a distribution per character
         np.testing.assert_allclose(np.exp(tags[k]), (np.exp(ta[k]) + np.exp(tb[k])) / 2, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(np.exp(tags[k]).sum(-1), 1.0, rtol=1e-5)
-    assert ens.temperature == 1.3 and ens.gazetteer == {"product": ("华为手机", "小米电视")}
+    assert ens.temperature == 1.0 and ens.gazetteer == {"product": ("华为手机", "小米电视")}
     assert isinstance(ens, IntentModel)
     preds = ens.predict(texts)
     ens.save(tmp_path / "e")

@@ -7,8 +7,8 @@ Steps of :func:`main`:
  1. parse arguments and compose the config
  2. seed everything
  3. data: generate text utterances from ``data/synth/text.py`` on held-out template splits (or read
-    ``<data.corpus_dir>/{train,validation,test}.jsonl``); training only: clause-spliced and keyword-swapped
-    copies; mix clean and ASR-noised text
+    ``<data.corpus_dir>/{train,validation,test}.jsonl``); training only: the extra training-only phrasings
+    (``data.extra_templates``), clause-spliced and keyword-swapped copies; mix clean and ASR-noised text
  4. model: the backend ``model.backend`` names (``char``: from scratch; ``hf``: fine-tune an encoder)
  5. fit with ``training/loop.py`` (early stopping on the validation score)
  6. calibrate: the char model's expert weights (``calibration.expert_weights: grid``, validation accuracy),
@@ -16,7 +16,8 @@ Steps of :func:`main`:
     registry's comparison) are those of this model.
  6b. refit (``refit.enabled``): a fresh model trained on the train *and* validation templates for the step
     count early stopping kept, with the expert weights and temperature chosen in 6; it is the model that
-    is tested, saved and registered (more phrasings seen; the test templates stay held out)
+    is tested, saved and registered (more phrasings seen; the test templates stay held out). With
+    ``refit.members`` K > 1, K such models (seeds ``trainer.seed`` + k) and their average is that model
  7. evaluate on the test split, clean and ASR-noised: intent accuracy and macro-F1, slot F1, ticket
     completeness, complaint F1, ECE
  8. log plots (confusion matrix, per-class F1) and the worst-errors table
@@ -567,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 from models.intent.ensemble import EnsembleIntentModel
 
-                model = EnsembleIntentModel(members, temperature=model.temperature)
+                model = EnsembleIntentModel(members)  # each member carries the stage-one temperature
             refit_seconds = time.time() - t_refit
             _log_metrics({"refit_seconds": refit_seconds, "refit_train_size": len(clean["train"]) + len(clean["validation"])})
 

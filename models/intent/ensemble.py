@@ -1,9 +1,12 @@
 """An intent model that averages several members: the same recipe trained with different seeds.
 
-Held-out phrasings are where a single model is least stable: two seeds of the default recipe differ by about two
-points of test intent accuracy, because a few unseen templates flip as a whole. Averaging the members' intent
-logits and their slot-tag probabilities evens that out. Decoding, calibration (one temperature for the averaged
-logits) and slot filling are the shared :class:`ScoredIntentModel` ones, so an ensemble predicts like any backend.
+Held-out phrasings are where a single model is least stable: three seeds of the default recipe scored 0.828,
+0.783 and 0.831 validation intent accuracy, because a few unseen templates flip as a whole. The ensemble averages
+the members' *calibrated* intent probabilities (each member's logits over its own temperature: members whose
+experts are weighted differently have logits of different scales) and their slot-tag probabilities; the
+average of those three scored 0.827, so it buys stability, not a higher ceiling. Decoding and slot filling are
+the shared :class:`ScoredIntentModel` ones, so an ensemble predicts like any backend; its ``temperature`` is 1
+(its scores are already calibrated log-probabilities).
 
 Saved directory::
 
@@ -27,9 +30,9 @@ MEMBER_DIR = "member-{}"  # sub-folder of member k
 
 
 class EnsembleIntentModel(ScoredIntentModel):
-    """Mean of the members' intent logits and of their per-character tag probabilities."""
+    """Mean of the members' calibrated intent probabilities and of their per-character tag probabilities."""
 
-    def __init__(self, members: Sequence, temperature: float | None = None):
+    def __init__(self, members: Sequence, temperature: float = 1.0):
         if not members:
             raise ValueError("an ensemble needs at least one member model")
         self.members = list(members)
@@ -37,16 +40,18 @@ class EnsembleIntentModel(ScoredIntentModel):
         for k, m in enumerate(self.members[1:], start=1):
             if m.labels.to_json() != self.labels.to_json():
                 raise ValueError(f"member {k} has other labels than member 0: all members must share one taxonomy")
-        self.temperature = float(self.members[0].temperature if temperature is None else temperature)
+        self.temperature = float(temperature)  # applied on top of the members' own calibration
         self.gazetteer = {}
         for m in self.members:  # the product names any member learned
             for slot, values in getattr(m, "gazetteer", {}).items():
                 self.gazetteer[slot] = tuple(dict.fromkeys((*self.gazetteer.get(slot, ()), *values)))
 
     def scores(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """(mean intent logits: texts x intents, per text the log of the mean tag probabilities)."""
+        """(log of the mean calibrated intent probabilities: texts x intents, per text the log of the mean tag
+        probabilities: chars x tags)."""
         outs = [m.scores(list(texts)) for m in self.members]
-        logits = np.mean([o[0] for o in outs], axis=0)
+        log_probs = [_log_softmax(o[0] / m.temperature) for o, m in zip(outs, self.members)]
+        logits = np.logaddexp.reduce(np.stack(log_probs), axis=0) - np.log(len(outs))
         tags = []
         for i in range(len(texts)):
             stacked = np.stack([o[1][i] for o in outs])  # members x chars x tags
@@ -75,4 +80,9 @@ class EnsembleIntentModel(ScoredIntentModel):
         if not names or missing:
             raise FileNotFoundError(f"{d}: member folder(s) {missing or '(none listed)'} missing: the ensemble directory "
                                     "is incomplete; re-save or retrain it")
-        return cls([load_intent_model(d / n) for n in names], temperature=config.get("temperature"))
+        return cls([load_intent_model(d / n) for n in names], temperature=config.get("temperature", 1.0))
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
