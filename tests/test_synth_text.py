@@ -281,6 +281,22 @@ def test_extra_templates_are_training_only_and_leave_the_held_out_split_alone(ge
     assert {with_extra[t] for t in extra} == {"train"}
 
 
+def test_extra_templates_do_not_restate_core_templates(gen):
+    """A training-only phrasing that copies a core template (which may be a held-out one) would leak it into
+    training: no extra template shares more than a third of its character trigrams with any core template."""
+
+    def trigrams(wording: str) -> set[str]:
+        bare = re.sub(r"\{[^}]*\}|[\[\]，。？！、…]", "", wording)
+        return {bare[i : i + 3] for i in range(len(bare) - 2)}
+
+    core = {t: trigrams(gen.template(t)["mandarin"]) for i in INTENTS for t in gen.template_ids(i)}
+    for intent in INTENTS:
+        for tid in gen.template_ids(intent, extra=True)[len(gen.template_ids(intent)):]:
+            mine = trigrams(gen.template(tid)["mandarin"])
+            closest, jaccard = max(((c, len(mine & g) / len(mine | g)) for c, g in core.items()), key=lambda x: x[1])
+            assert jaccard < 0.35, f"{tid} restates {closest} (trigram Jaccard {jaccard:.2f})"
+
+
 def test_core_and_extra_templates_are_distinct_wordings(gen):
     for intent in INTENTS:
         wordings = [gen.template(t)["mandarin"] for t in gen.template_ids(intent, extra=True)]
