@@ -38,6 +38,13 @@ def softmax(logits: Sequence, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def log_softmax(logits: Sequence, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise log of :func:`softmax` (``logits / temperature``), computed without underflow."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def negative_log_likelihood(logits: Sequence, labels: Sequence[int], temperature: float = 1.0) -> float:
     """Mean negative log-likelihood (nats) of ``labels`` under ``softmax(logits / temperature)``."""
     z, y = _as_logits_labels(logits, labels)

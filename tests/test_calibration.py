@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.calibration import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
+from models.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    log_softmax,
+    negative_log_likelihood,
+    softmax,
+)
 
 
 def _overconfident(n: int = 2000, k: int = 4, seed: int = 0):
@@ -36,6 +42,12 @@ def test_lbfgs_matches_grid_optimum():
     t_l, t_g = fit_temperature(logits, labels, "lbfgs"), fit_temperature(logits, labels, "grid")
     assert negative_log_likelihood(logits, labels, t_l) <= negative_log_likelihood(logits, labels, t_g) + 1e-9
     assert abs(t_l - t_g) / t_g < 0.05
+
+
+def test_log_softmax_is_the_log_of_softmax_without_underflow():
+    z = np.array([[0.0, 1.0, 2.0], [1000.0, 0.0, -1000.0]])
+    np.testing.assert_allclose(np.exp(log_softmax(z, 2.0)), softmax(z, 2.0), atol=1e-12)
+    assert np.isfinite(log_softmax(z)).all() and log_softmax(z)[1, 2] == -2000.0  # softmax would give 0 there
 
 
 def test_ece_hand_example():
