@@ -97,7 +97,7 @@ def grid(gen) -> list[Utterance]:
     rng = random.Random(11)
     out = [gen.utterance(rng, i, e, d) for i in INTENTS for e in EMOTIONS for d in DIALECTS for _ in range(2)]
     out += [gen.utterance(rng, rng.choice(INTENTS), rng.choice(EMOTIONS), rng.choice(DIALECTS)) for _ in range(1500)]
-    extra = [t for i in INTENTS for t in gen.template_ids(i, extra=True)[len(gen.template_ids(i)):]]
+    extra = [t for i in INTENTS for t in gen.extra_template_ids(i)]
     out += [gen.utterance(rng, t.split("/")[0], rng.choice(EMOTIONS), d, t) for t in extra for d in DIALECTS]
     return out
 
@@ -291,7 +291,7 @@ def test_extra_templates_do_not_restate_core_templates(gen):
 
     core = {t: trigrams(gen.template(t)["mandarin"]) for i in INTENTS for t in gen.template_ids(i)}
     for intent in INTENTS:
-        for tid in gen.template_ids(intent, extra=True)[len(gen.template_ids(intent)):]:
+        for tid in gen.extra_template_ids(intent):
             mine = trigrams(gen.template(tid)["mandarin"])
             closest, jaccard = max(((c, len(mine & g) / len(mine | g)) for c, g in core.items()), key=lambda x: x[1])
             assert jaccard < 0.35, f"{tid} restates {closest} (trigram Jaccard {jaccard:.2f})"

@@ -494,6 +494,10 @@ class TextGenerator:
         n = len(L.TEMPLATES[intent]) + (len(EXTRA_TEMPLATES.get(intent, ())) if extra else 0)
         return [f"{intent}/{i:02d}" for i in range(n)]
 
+    def extra_template_ids(self, intent: str) -> list[str]:
+        """The ids of the training-only phrasings alone (``template_ids(intent, extra=True)`` past the core ones)."""
+        return self.template_ids(intent, extra=True)[len(L.TEMPLATES[intent]):]
+
     def template(self, template_id: str) -> dict[str, str]:
         """The wordings (``{"mandarin": ..., "cantonese": ...}``) of a core or extra template id."""
         intent, _, k = template_id.rpartition("/")
@@ -872,7 +876,7 @@ def split_templates(
         n_val = min(n_val, n - n_test - 1)
         for k, tid in enumerate(order):
             out[tid] = "test" if k < n_test else "validation" if k < n_test + n_val else "train"
-        out.update((tid, "train") for tid in gen.template_ids(intent, extra=True)[len(ids):])
+        out.update((tid, "train") for tid in gen.extra_template_ids(intent))
     return out
 
 
