@@ -49,6 +49,25 @@ class ReviewRules:
 
 
 @dataclass(frozen=True)
+class SlaRules:
+    resolve_hours: Mapping[str, float]  # priority -> hours from creation until the ticket is due
+    escalations: Mapping[str, tuple[tuple[float, str], ...]]  # priority -> ((hours after creation, to whom), ...)
+
+
+@dataclass(frozen=True)
+class WaitRules:
+    handle_seconds: float  # s an agent spends on one call on average (estimates the wait from queue_state)
+    callback_after_seconds: float  # offer a call back when the estimated wait is over this
+
+
+DEFAULT_SLA = SlaRules(
+    resolve_hours={"P1": 4.0, "P2": 24.0, "P3": 48.0, "P4": 72.0},
+    escalations={p: ((2.0, "supervisor"), (4.0, "director")) for p in PRIORITIES},
+)
+DEFAULT_WAIT = WaitRules(handle_seconds=300.0, callback_after_seconds=180.0)
+
+
+@dataclass(frozen=True)
 class Policy:
     version: str  # bumped on every change; recorded on each ticket
     name: str  # short name, e.g. "default"
@@ -61,6 +80,9 @@ class Policy:
     review: ReviewRules
     dialect_groups: Mapping[str, str]  # dialect label -> agent language group
     default_dialect_group: str  # group for calls without a dialect reading (text messages)
+    sla: SlaRules = DEFAULT_SLA  # deadlines and the escalation chain
+    wait: WaitRules = DEFAULT_WAIT  # estimated waits and call-back offers
+    skip_ivr_for_complaints: bool = True  # complaint callers skip the IVR menu
     source: str = ""  # the file the policy was read from
     taxonomy: Taxonomy = field(default=DEFAULT_TAXONOMY, repr=False, compare=False)  # labels it was checked against
 
@@ -79,6 +101,7 @@ class Route:
     skill: str  # skill group inside the queue
     dialect_group: str  # agent language group
     reasons: tuple[str, ...]  # why, one line per rule that fired, in the order applied
+    skip_ivr: bool = False  # the caller goes straight to an agent (complaints, by the policy)
 
 
 # -- loading ---------------------------------------------------------------------------------------------
@@ -161,6 +184,15 @@ def policy_from_dict(raw: Mapping[str, Any], source: str = "<dict>", taxonomy: T
     if lacking:
         raise PolicyError(f"policy {source}: no dialect group for {lacking}; add them under `dialect_groups`")
 
+    sla = _sla_rules(raw.get("sla"), f"policy {source}, sla")
+    w = raw.get("wait") or {}
+    wait = WaitRules(
+        handle_seconds=float(w.get("handle_seconds", DEFAULT_WAIT.handle_seconds)),
+        callback_after_seconds=float(w.get("callback_after_seconds", DEFAULT_WAIT.callback_after_seconds)),
+    )
+    if wait.handle_seconds <= 0 or wait.callback_after_seconds < 0:
+        raise PolicyError(f"policy {source}, wait: handle_seconds must be > 0 and callback_after_seconds >= 0")
+
     complaint_queue = str(raw.get("complaint_queue", "complaint"))
     if complaint_queue not in queues:
         raise PolicyError(f"policy {source}: complaint_queue {complaint_queue!r} is not declared under `queues`")
@@ -176,9 +208,45 @@ def policy_from_dict(raw: Mapping[str, Any], source: str = "<dict>", taxonomy: T
         review=review,
         dialect_groups=groups,
         default_dialect_group=str(raw.get("default_dialect_group", next(iter(groups.values())))),
+        sla=sla,
+        wait=wait,
+        skip_ivr_for_complaints=bool(raw.get("skip_ivr_for_complaints", True)),
         source=source,
         taxonomy=taxonomy,
     )
+
+
+def _sla_rules(raw: Mapping[str, Any] | None, where: str) -> SlaRules:
+    """The ``sla`` section: ``resolve_hours`` per priority and an escalation chain (``default`` plus overrides per
+    priority), each step ``{after_hours, to}``; absent parts keep :data:`DEFAULT_SLA`."""
+    raw = raw or {}
+    hours = dict(DEFAULT_SLA.resolve_hours)
+    for p, h in (raw.get("resolve_hours") or {}).items():
+        hours[_level(p, f"{where}.resolve_hours")] = float(h)
+    chains_raw = raw.get("escalations") or {}
+    default = DEFAULT_SLA.escalations["P4"]
+    if "default" in chains_raw:
+        default = _chain(chains_raw["default"], f"{where}.escalations.default")
+    chains = {p: default for p in PRIORITIES}
+    for p, steps in chains_raw.items():
+        if p != "default":
+            chains[_level(p, f"{where}.escalations")] = _chain(steps, f"{where}.escalations.{p}")
+    for p, h in hours.items():
+        if h <= 0:
+            raise PolicyError(f"{where}.resolve_hours.{p} must be > 0 hours, got {h}")
+    return SlaRules(resolve_hours=hours, escalations=chains)
+
+
+def _chain(steps: Any, where: str) -> tuple[tuple[float, str], ...]:
+    out = []
+    for i, step in enumerate(steps or ()):
+        if not isinstance(step, Mapping) or "after_hours" not in step or "to" not in step:
+            raise PolicyError(f"{where}[{i}]: each step needs `after_hours` and `to`, e.g. {{after_hours: 2, to: supervisor}}")
+        out.append((float(step["after_hours"]), str(step["to"])))
+    hours = [h for h, _ in out]
+    if any(h <= 0 for h in hours) or hours != sorted(hours):
+        raise PolicyError(f"{where}: after_hours must be > 0 and increasing, got {hours}")
+    return tuple(out)
 
 
 def load_policy(path: str | Path | None = None, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> Policy:
@@ -234,8 +302,8 @@ def route(
     """Queue, priority, skill and dialect group of a call.
 
     ``understanding`` is anything with ``intent`` and optionally ``is_complaint`` and ``complaint_evidence``
-    (an ``Understanding``, a dict, a ticket). ``customer`` is an optional profile with ``vip`` (bool) and
-    ``recent_complaints`` (int). Rules, in order: the intent's rule sets queue, skill and starting priority;
+    (an ``Understanding``, a dict, a ticket). ``customer`` is an optional profile with ``vip`` (bool) or
+    ``vip_level`` (int) and ``recent_complaints`` or ``complaint_count`` (int). Rules, in order: the intent's rule sets queue, skill and starting priority;
     a complaint goes to the complaint queue at least at ``complaint_min_priority``; emotions raise the
     priority; an escalation cue (12315, 曝光, 媒体 ...) makes it P1; VIP and repeat callers are raised;
     a non-complaint is capped at ``non_complaint_max_priority``.
@@ -279,11 +347,11 @@ def route(
         priority = new
 
     if customer:
-        if _get(customer, "vip") and policy.priority.vip_raise:
+        if (_get(customer, "vip") or (_get(customer, "vip_level", 0) or 0) > 0) and policy.priority.vip_raise:
             new = _raise(priority, policy.priority.vip_raise)
             reasons.append(f"VIP customer: +{policy.priority.vip_raise} -> {new}")
             priority = new
-        recent = int(_get(customer, "recent_complaints", 0) or 0)
+        recent = int(_get(customer, "recent_complaints", None) or _get(customer, "complaint_count", 0) or 0)
         if policy.priority.repeat_complaints and recent >= policy.priority.repeat_complaints:
             new = _raise(priority, 1)
             reasons.append(f"repeat caller ({recent} recent complaints): +1 -> {new}")
@@ -298,7 +366,51 @@ def route(
     group = policy.dialect_groups[dialect] if dialect is not None else policy.default_dialect_group
     if dialect is not None and group != policy.default_dialect_group:
         reasons.append(f"dialect {dialect}: {group} agents")
-    return Route(queue=queue, priority=priority, skill=skill, dialect_group=group, reasons=tuple(reasons))
+    skip = bool(is_complaint and policy.skip_ivr_for_complaints)
+    if skip:
+        reasons.append("complaint: skips the IVR menu")
+    return Route(queue=queue, priority=priority, skill=skill, dialect_group=group, reasons=tuple(reasons), skip_ivr=skip)
+
+
+def sla_deadlines(priority: str, created_at: Any, policy: Policy) -> tuple[Any, tuple[tuple[Any, str], ...]]:
+    """(due time, ((escalation time, to whom), ...)) of a ticket of ``priority`` created at ``created_at`` (a
+    datetime), under the policy's ``sla`` rules."""
+    from datetime import timedelta
+
+    _level(priority, "sla_deadlines")
+    due = created_at + timedelta(hours=policy.sla.resolve_hours[priority])
+    steps = tuple((created_at + timedelta(hours=h), to) for h, to in policy.sla.escalations[priority])
+    return due, steps
+
+
+def estimated_wait(queue: str, queue_state: Mapping[str, Any] | None, policy: Policy, vip: bool = False
+                   ) -> tuple[float | None, bool, str | None]:
+    """(estimated wait in s, offer a call back?, why) for a caller joining ``queue``.
+
+    ``queue_state`` (from the call platform): ``{queue: {"waiting": n, "free_agents": m, "agents": k}}``. The wait
+    is the callers ahead divided by the agents serving, times the policy's ``handle_seconds``; a free agent with no
+    one waiting means no wait. No state for the queue: (None, False, None): nothing is guessed.
+    """
+    if not queue_state or queue not in queue_state:
+        return None, False, None
+    q = queue_state[queue]
+    if not isinstance(q, Mapping):
+        raise ValueError(f"queue_state[{queue!r}] must be an object like {{\"waiting\": 3, \"free_agents\": 0, \"agents\": 4}}")
+    try:
+        waiting = max(0, int(q.get("waiting", 0)))
+        free = max(0, int(q.get("free_agents", 0)))
+        agents = max(free, int(q.get("agents", free) or free))
+    except (TypeError, ValueError):
+        raise ValueError(f"queue_state[{queue!r}]: waiting, free_agents and agents must be whole numbers") from None
+    if free > waiting:
+        return 0.0, False, None
+    if agents == 0:
+        return None, True, f"queue {queue} has no agents: offer a call back"
+    ahead = 0 if vip else waiting - free
+    wait = round((ahead + 1) * policy.wait.handle_seconds / agents, 1)
+    offer = wait > policy.wait.callback_after_seconds
+    why = f"estimated wait {wait:.0f} s > {policy.wait.callback_after_seconds:.0f} s: offer a call back" if offer else None
+    return wait, offer, why
 
 
 def needs_review(
