@@ -35,7 +35,7 @@ def resolve_model(spec: str) -> tuple[str | None, str]:
     if spec == CHAMPION:
         from models.asr.dialects import ASR_CONFIG_FILE
         from models.folders import find_model_dir
-        from training.evaluate import download_champion
+        from models.champions import download_champion
 
         folder, info = download_champion("asr")
         return str(find_model_dir(folder, marker=ASR_CONFIG_FILE)), f"asr v{info['version']} (champion)"

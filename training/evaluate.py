@@ -17,127 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from models.folders import find_model_dir
+from models.folders import find_model_dir  # noqa: F401 - notebooks import it from here
 
-INTENT_MODEL = "intent"  # registered model name of the intent/slot model
-TRAIN_HINT = "hotline train intent --config training/configs/intent.yaml"
-# Speech components the pipeline can use: registered model name -> (pipeline argument, "module:loader"),
-# the loader taking the downloaded model directory. A
-# component without a champion is skipped (audio records are then understood from their reference text).
-SPEECH_COMPONENTS: dict[str, tuple[str, str]] = {
-    "dialect": ("dialect", "training.evaluate:load_dialect_component"),
-    "asr": ("asr", "training.evaluate:load_asr_component"),
-    "emotion": ("emotion", "training.evaluate:load_emotion_component"),
-}
 ERRORS_SHOWN = 10  # failed records whose reasons the summary prints
-
-
-class SetupError(RuntimeError):
-    """Something the command needs is missing (no champion, no manifest); the message says what to do."""
-
-
-@dataclass
-class Components:
-    intent_model: Any = None  # models.intent.understand.IntentModel
-    speech: dict[str, Any] = field(default_factory=dict)  # pipeline argument -> component
-    versions: dict[str, dict[str, str]] = field(default_factory=dict)  # registered name -> {version, run_id, source}
-    notes: list[str] = field(default_factory=list)  # what was skipped and why
-
-
-# -- loading ---------------------------------------------------------------------------------------
-def download_champion(name: str) -> tuple[Path, dict[str, str]]:
-    """Download ``models:/<name>@champion`` to a local folder; returns (folder, version info). The folder is
-    what the model was logged as (for a pyfunc model: ``MLmodel`` and ``artifacts/``); loaders resolve it.
-
-    Raises :class:`SetupError` naming the command to run when the registry has no champion.
-    """
-    import mlflow
-
-    from training.registry import champion_uri, champion_version
-    from training.tracking import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri())
-    mv = champion_version(name)
-    if mv is None:
-        hint = TRAIN_HINT if name == INTENT_MODEL else f"hotline train {name}"
-        raise SetupError(f"no champion '{name}' model in the MLflow registry ({tracking_uri()}): run `{hint}` first")
-    try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=champion_uri(name))
-    except Exception as e:  # noqa: BLE001 - say which version could not be fetched, and from where
-        raise SetupError(
-            f"could not download champion '{name}' version {mv.version} (source {mv.source}) from {tracking_uri()}: "
-            f"{e}. Are its artifacts still there? Retrain with `hotline train {name}`"
-        ) from e
-    info = {"version": str(mv.version), "run_id": str(mv.run_id), "source": str(mv.source)}
-    return Path(local), info
-
-
-def _import(spec: str) -> Callable:
-    import importlib
-
-    module, func = spec.split(":")
-    return getattr(importlib.import_module(module), func)
-
-
-def load_components() -> Components:
-    """The champions that exist: the intent model (required), speech components (optional)."""
-    from models.intent.understand import load_intent_model
-    from training.registry import champion_version
-
-    comps = Components()
-    directory, info = download_champion(INTENT_MODEL)
-    try:
-        comps.intent_model = load_intent_model(directory)
-    except FileNotFoundError:  # the saved directory sits deeper inside the logged model than the loader looks
-        comps.intent_model = load_intent_model(find_model_dir(directory))
-    comps.versions[INTENT_MODEL] = info
-    for name, (arg, loader) in SPEECH_COMPONENTS.items():
-        if champion_version(name) is None:
-            comps.notes.append(f"no champion '{name}': {arg} skipped")
-            continue
-        directory, info = download_champion(name)
-        comps.speech[arg] = _import(loader)(directory)
-        comps.versions[name] = info
-    if "asr" not in comps.speech:
-        comps.notes.append("no speech recogniser: audio records are understood from their reference 'text'")
-    return comps
-
-
-class DialectComponent:
-    """The dialect-ID champion as the pipeline's ``dialect`` classifier. Below ``min_confidence`` it answers the
-    most likely dialect with its low confidence; the recogniser then gets no dialect (``dialect=None``)."""
-
-    def __init__(self, model, min_confidence: float):
-        self.model = model
-        self.min_confidence = min_confidence
-
-    def classify(self, audio):
-        return self.model.identify(audio)
-
-
-def load_dialect_component(directory: Path):
-    """The dialect-ID champion (``classify(audio) -> DialectResult``)."""
-    from models.asr.dialect_id import CONFIG_FILE, DEFAULT_MIN_CONFIDENCE, DialectIdModel
-
-    return DialectComponent(DialectIdModel.load(find_model_dir(Path(directory), marker=CONFIG_FILE)), DEFAULT_MIN_CONFIDENCE)
-
-
-def load_asr_component(directory: Path):
-    """The fine-tuned Whisper champion behind the one recogniser (CTranslate2 int8 on CPU when exported); the
-    pipeline calls ``transcribe(audio, dialect=...) -> Transcript``."""
-    from models.asr.dialects import ASR_CONFIG_FILE
-    from models.asr.recognizer import Recognizer
-
-    return Recognizer.load(find_model_dir(Path(directory), marker=ASR_CONFIG_FILE))
-
-
-def load_emotion_component(directory: Path):
-    """The speech-emotion champion as the pipeline's ``emotion`` classifier: audio fused with the transcript's
-    wording and normalised per caller, as the champion was tuned (``classify(audio, text, caller) -> .label``)."""
-    from models.emotion.fused import load_fused_emotion
-    from models.emotion.model import CONFIG_FILE
-
-    return load_fused_emotion(find_model_dir(Path(directory), marker=CONFIG_FILE))
+# The read side of the registry lives in models/champions.py (the service loads champions through it too).
+from models.champions import (  # noqa: E402,F401 - re-exported for callers of training.evaluate
+    INTENT_MODEL, SPEECH_COMPONENTS, TRAIN_HINT, Components, SetupError, download_champion, load_components,
+)
 
 
 # -- running ---------------------------------------------------------------------------------------

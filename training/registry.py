@@ -12,9 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from training.tracking import tracking_uri
+from models.champions import CHAMPION, champion_uri, champion_version, tracking_uri  # noqa: F401 - the read side
 
-CHAMPION = "champion"  # registry alias of the served version
 TAG_PREFIX = "promotion."  # run tags that record the decision
 
 
@@ -59,28 +58,10 @@ def should_promote(new: float, current: float | None, higher_is_better: bool = T
     return new > current if higher_is_better else new < current
 
 
-def champion_uri(model_name: str) -> str:
-    """``models:/<model_name>@champion``."""
-    return f"models:/{model_name}@{CHAMPION}"
-
-
 def _client():
-    import mlflow
-    from mlflow import MlflowClient
+    from models.champions import client
 
-    mlflow.set_tracking_uri(tracking_uri())
-    return MlflowClient(tracking_uri=tracking_uri())
-
-
-def champion_version(model_name: str):
-    """The registry's ``ModelVersion`` holding @champion for ``model_name``, or None."""
-    from mlflow.exceptions import MlflowException
-
-    client = _client()
-    try:
-        return client.get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException:  # no such model, or no such alias
-        return None
+    return client()
 
 
 def _run_metric(client, run_id: str | None, metric: str) -> float | None:

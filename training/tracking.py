@@ -24,11 +24,9 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from models.champions import DB_NAME, DEFAULT_DIR, REPO_ROOT, tracking_uri  # noqa: F401 - one home for the URI
 from training.config import flatten, resolved_yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent  # the repository (parent of training/)
-DEFAULT_DIR = REPO_ROOT / "mlruns"  # default home of the tracking database and artifacts
-DB_NAME = "mlflow.db"  # sqlite file inside DEFAULT_DIR
 ARTIFACT_ROOT_ENV = "HOTLINE_ARTIFACT_ROOT"  # optional folder for artifacts, overriding the default
 HASH_CHARS = 16  # hex characters kept of a dataset manifest's sha256
 PLOTS_DIR = "plots"  # artifact folder for figures
@@ -44,17 +42,6 @@ def _is_main() -> bool:
     from training.distributed import is_main_process
 
     return is_main_process()
-
-
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the repository's sqlite database (its folder is created)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return uri
-    DEFAULT_DIR.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{DEFAULT_DIR / DB_NAME}"
 
 
 def artifact_root() -> Path | None:
