@@ -173,3 +173,60 @@ def test_pinned_requirements_pin_installed_packages_and_skip_missing_ones():
     from importlib.metadata import version
 
     assert tracking.pinned_requirements(("numpy", "no-such-package-hotline")) == [f"numpy=={version('numpy')}"]
+
+
+def _register_asr_like(name: str, metrics: dict, value, blocked: str | None = None):
+    import mlflow
+    import mlflow.pytorch
+
+    with tracking.start_run(name, {"trainer": {"device": "cpu"}}) as run:
+        tracking.log_metrics(metrics)
+        mlflow.pytorch.log_model(torch.nn.Linear(2, 1), name="model", serialization_format="pickle",
+                                 pip_requirements=["torch"])
+    decision = registry.register_and_maybe_promote(run.info.run_id, "model", name, "val_cer", value,
+                                                   higher_is_better=False, guard=("real_cer", "real_zero_shot_cer"),
+                                                   blocked=blocked)
+    return decision, mlflow.get_run(run.info.run_id).data.tags
+
+
+def test_guards_fail_closed_on_missing_metrics_missing_values_and_errors(store: Path):
+    """A skipped real-speech check (no manifest), a None value and an exception while scoring each block promotion,
+    with the reason in the run's tags; nothing becomes champion."""
+    name = "asr_closed"
+    no_real, tags = _register_asr_like(name, {"val_cer": 0.3}, 0.3)  # the real-speech check never ran
+    assert not no_real.promoted and no_real.blocked == "guard_metric_missing"
+    assert tags["promotion.blocked"] == "guard_metric_missing" and "real_cer or real_zero_shot_cer" in tags["promotion.reason"]
+    half, _ = _register_asr_like(name, {"val_cer": 0.3, "real_cer": 0.2}, 0.3)  # one side of the guard only
+    assert not half.promoted and "no real_zero_shot_cer recorded" in half.reason
+    nan, _ = _register_asr_like(name, {"val_cer": 0.3, "real_cer": 0.2, "real_zero_shot_cer": math.nan}, 0.3)
+    assert not nan.promoted and nan.blocked == "guard_metric_missing"
+    none_value, tags = _register_asr_like(name, {"real_cer": 0.2, "real_zero_shot_cer": 0.3}, None)
+    assert not none_value.promoted and tags["promotion.blocked"] == "metric_missing"
+    err, tags = _register_asr_like(name, {"val_cer": 0.3, "real_cer": 0.2, "real_zero_shot_cer": 0.3}, 0.3,
+                                   blocked="the real-speech check raised OSError: no such file")
+    assert not err.promoted and tags["promotion.blocked"] == "caller" and "OSError" in tags["promotion.reason"]
+    assert registry.champion_version(name) is None
+    ok, tags = _register_asr_like(name, {"val_cer": 0.3, "real_cer": 0.2, "real_zero_shot_cer": 0.3}, 0.3)
+    assert ok.promoted and tags["promotion.blocked"] == "false"
+
+
+def test_a_champion_without_the_metrics_is_replaced_only_by_a_version_that_passes_the_guard(store: Path):
+    name = "asr_legacy"
+    legacy, _ = _register_asr_like(name, {"real_cer": 0.2, "real_zero_shot_cer": 0.3}, 0.5)
+    assert legacy.promoted
+    client = registry._client()
+    import mlflow
+
+    with tracking.start_run(name, {"trainer": {"device": "cpu"}}) as run:
+        mlflow.pytorch.log_model(torch.nn.Linear(2, 1), name="model", serialization_format="pickle",
+                                 pip_requirements=["torch"])
+    no_metrics = registry.register_and_maybe_promote(run.info.run_id, "model", name, "val_cer", 0.4,
+                                                     higher_is_better=False, guard=("real_cer", "real_zero_shot_cer"))
+    assert not no_metrics.promoted and no_metrics.blocked == "guard_metric_missing"  # the old champion stays
+    # a champion whose run lacks what later versions are compared on (registered before the metric or guard existed)
+    client.set_registered_model_alias(name, registry.CHAMPION, no_metrics.version)
+    failing, _ = _register_asr_like(name, {"val_cer": 0.1, "real_cer": 0.5, "real_zero_shot_cer": 0.3}, 0.1)
+    assert not failing.promoted and "fails the guard" in failing.reason
+    assert str(registry.champion_version(name).version) == no_metrics.version
+    passing, _ = _register_asr_like(name, {"val_cer": 0.9, "real_cer": 0.25, "real_zero_shot_cer": 0.3}, 0.9)
+    assert passing.promoted and f"version {no_metrics.version} has no real_cer or real_zero_shot_cer" in passing.reason

@@ -4,6 +4,12 @@
 alias only when its metric beats the champion's value of the same metric (read from the champion
 version's run); ties keep the old champion. The decision is printed and stored as ``promotion.*`` tags
 on the new run and as tags on the new model version.
+
+Promotion fails closed: a compared value that is missing or NaN, a guard metric that is missing (a check that
+was skipped, whose data was absent, or that raised) and a ``blocked`` reason from the caller (e.g. an exception
+while computing a metric) each keep the new version out of ``@champion``, with the reason in
+``promotion.reason`` and a short code in ``promotion.blocked``. A champion that lacks the compared metric or
+fails the guard is replaced only by a version that passes the guard, and the reason says so.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class PromotionDecision:
     previous_champion_version: str | None  # who held @champion before (None if nobody)
     previous_champion_value: float | None  # its value of the metric (None if unknown)
     higher_is_better: bool  # direction of the comparison
+    blocked: str | None = None  # why promotion was refused outright (a code, e.g. "guard_metric_missing"), else None
 
     def as_tags(self) -> dict[str, str]:
         """The decision as string tags (``promotion.*``)."""
@@ -46,6 +53,7 @@ class PromotionDecision:
             f"{TAG_PREFIX}previous_champion_value": "none" if self.previous_champion_value is None
             else repr(self.previous_champion_value),
             f"{TAG_PREFIX}higher_is_better": str(self.higher_is_better).lower(),
+            f"{TAG_PREFIX}blocked": self.blocked or "false",
         }
 
 
@@ -65,13 +73,16 @@ def _client():
 
 
 def _run_metric(client, run_id: str | None, metric: str) -> float | None:
+    """The run's value of ``metric``; None when it is not recorded (a failed read raises: it must not pass as
+    "no metric")."""
     if not run_id:
         return None
-    try:
-        value = client.get_run(run_id).data.metrics.get(metric)
-    except Exception:
-        return None
+    value = client.get_run(run_id).data.metrics.get(metric)
     return None if value is None else float(value)
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or math.isnan(value)
 
 
 def _model_source(client, run_id: str, artifact_path: str) -> str:
@@ -94,18 +105,23 @@ def register_and_maybe_promote(
     artifact_path: str,
     model_name: str,
     metric: str,
-    value: float,
+    value: float | None,
     higher_is_better: bool = True,
     guard: tuple[str, str] | None = None,
+    blocked: str | None = None,
 ) -> PromotionDecision:
     """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``model_name``; give it @champion
-    if ``value`` of ``metric`` beats the champion's. ``guard = (a, b)``: a version whose run has metric a > metric b
-    is never promoted, and a champion that fails it is replaced by the next version that passes (e.g. ASR:
-    ``("real_cer", "real_zero_shot_cer")``, not worse than zero-shot on real speech). Records and prints the decision."""
+    if ``value`` of ``metric`` beats the champion's. Records and prints the decision.
+
+    ``guard = (a, b)``: a version is promoted only when its run records both metrics and a <= b (e.g. ASR:
+    ``("real_cer_numnorm", "real_zero_shot_cer_numnorm")``, not worse than zero-shot on real speech); a missing
+    guard metric blocks. A champion that fails the guard (or lacks its metrics) is replaced by the next version
+    that passes it. ``blocked``: the caller's reason to refuse promotion (e.g. a metric raised); the version is
+    still registered. A ``value`` that is None or NaN blocks too."""
     import mlflow
 
     client = _client()
-    value = float(value)
+    value = None if value is None else float(value)
     previous = champion_version(model_name)
     prev_version = str(previous.version) if previous is not None else None
     prev_value = _run_metric(client, previous.run_id, metric) if previous is not None else None
@@ -121,23 +137,31 @@ def register_and_maybe_promote(
     version = str(mv.version)
 
     better = "higher" if higher_is_better else "lower"
-    passes = _guard(client, run_id, guard)
-    prev_passes = _guard(client, previous.run_id, guard) if previous is not None else True
-    if not passes:
+    stays = f"; {CHAMPION} stays version {prev_version}" if prev_version else ""
+    passes, why = _guard(client, run_id, guard)
+    prev_passes, prev_why = _guard(client, previous.run_id, guard) if previous is not None else (True, "")
+    code: str | None = None
+    if blocked:
+        promoted, code = False, "caller"
+        reason = f"version {version}: {blocked}: not promoted" + stays
+    elif _missing(value):
+        promoted, code = False, "metric_missing"
+        reason = f"version {version} has no value of {metric} ({value}): not promoted" + stays
+    elif not passes:
         promoted = False
-        reason = (f"version {version} fails the guard {guard[0]} <= {guard[1]}: not promoted"
-                  + (f"; {CHAMPION} stays version {prev_version}" if prev_version else ""))
+        code = "guard_metric_missing" if "missing" in why else "guard_failed"
+        reason = f"version {version} {why}: not promoted" + stays
     elif not prev_passes:
         promoted = True
-        reason = (f"{CHAMPION} version {prev_version} fails the guard {guard[0]} <= {guard[1]} and version {version} "
-                  f"passes it ({metric}={value:.4g}): version {version} promoted")
+        reason = (f"{CHAMPION} version {prev_version} {prev_why}, and version {version} passes it "
+                  f"({metric}={value:.4g}): version {version} promoted")
     elif previous is None:
         promoted, reason = True, f"no {CHAMPION} for '{model_name}' yet: version {version} becomes {CHAMPION}"
-    elif prev_value is None:
-        promoted = not math.isnan(value)
-        reason = (f"{CHAMPION} version {prev_version} has no '{metric}' recorded in its run: "
-                  f"version {version} ({metric}={value:.4g}) replaces it" if promoted
-                  else f"version {version} has {metric}=nan: not promoted")
+    elif prev_value is None or math.isnan(prev_value):
+        promoted = True
+        reason = (f"{CHAMPION} version {prev_version} has no '{metric}' recorded in its run, so the two cannot be "
+                  f"compared: version {version} ({metric}={value:.4g}"
+                  + (", passes the guard" if guard else "") + ") replaces it")
     elif should_promote(value, prev_value, higher_is_better):
         promoted = True
         reason = (f"{metric}={value:.4g} beats {CHAMPION} version {prev_version} ({prev_value:.4g}, "
@@ -151,25 +175,31 @@ def register_and_maybe_promote(
         client.set_registered_model_alias(model_name, CHAMPION, version)
 
     decision = PromotionDecision(
-        model_name=model_name, version=version, promoted=promoted, reason=reason, metric=metric, value=value,
-        previous_champion_version=prev_version, previous_champion_value=prev_value,
-        higher_is_better=higher_is_better,
+        model_name=model_name, version=version, promoted=promoted, reason=reason, metric=metric,
+        value=math.nan if value is None else value, previous_champion_version=prev_version,
+        previous_champion_value=prev_value, higher_is_better=higher_is_better, blocked=code,
     )
     for k, v in decision.as_tags().items():
         client.set_tag(run_id, k, v)
-    client.set_model_version_tag(model_name, version, metric, repr(value))
+    client.set_model_version_tag(model_name, version, metric, repr(decision.value))
     client.set_model_version_tag(model_name, version, "promoted", str(promoted).lower())
     print(f"[registry] {model_name} v{version}: {'PROMOTED' if promoted else 'not promoted'}: {reason}")
     return decision
 
 
-def _guard(client, run_id: str | None, guard: tuple[str, str] | None) -> bool:
-    """Whether the run's metrics satisfy ``guard = (a, b)``: a <= b (True when there is no guard or a metric is
-    missing, e.g. a check that was skipped)."""
+def _guard(client, run_id: str | None, guard: tuple[str, str] | None) -> tuple[bool, str]:
+    """Whether the run's metrics satisfy ``guard = (a, b)``: a <= b, and why not. No guard passes; a missing or
+    NaN guard metric fails (fail closed: a skipped or broken check is not a passed one)."""
     if guard is None:
-        return True
+        return True, ""
     a, b = (_run_metric(client, run_id, m) for m in guard)
-    return a is None or b is None or a <= b
+    absent = [m for m, v in zip(guard, (a, b)) if _missing(v)]
+    if absent:
+        return False, (f"has no {' or '.join(absent)} recorded, so the guard {guard[0]} <= {guard[1]} cannot be "
+                       "checked (guard metric missing)")
+    if a > b:
+        return False, f"fails the guard {guard[0]} <= {guard[1]} ({a:.4g} > {b:.4g})"
+    return True, ""
 
 
 def load_champion(model_name: str, flavor: str = "pyfunc") -> Any:
