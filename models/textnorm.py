@@ -6,7 +6,14 @@ Cantonese in traditional characters; references are simplified), full-width form
 (NFKC) and Latin letters become lowercase. "您好，這個訂單" and "您好这个订单" are the same text.
 
 Traditional-to-simplified mapping uses OpenCC's ``t2s`` tables (PyPI ``opencc-python-reimplemented``,
-pure Python, offline). Without that package the mapping is skipped: :data:`HAS_T2S` says which.
+pure Python, offline). It is required: without it importing this module fails, since scoring Cantonese
+transcripts without the mapping would silently count every traditional character as an error.
+
+Numbers (:func:`normalize_numbers`, :func:`cer_numnorm`): EVALUATION.md's CER charges a recogniser that writes
+"29" for 二十九 per character. The number-normalised CER first writes numbers one way on both sides: Chinese
+numerals become Arabic digits with ``cn2an.transform(text, "cn2an")`` (PyPI ``cn2an``, pure Python, offline):
+二十九 -> 29, 幺三八零零一二三四五六 -> 13800123456, 一点五 -> 1.5, 百分之五十 -> 50%, 两百 -> 200. A numeral run
+that cn2an cannot parse (万一, 千千万万) is left as written, the same on both sides.
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ from typing import Iterable
 
 try:  # OpenCC tables, pure Python: `uv pip install opencc-python-reimplemented==0.1.7`
     from opencc import OpenCC as _OpenCC
+except ImportError as e:  # pragma: no cover - only without the package
+    raise ImportError("models.textnorm needs OpenCC's traditional-to-simplified tables: "
+                      "`uv pip install opencc-python-reimplemented==0.1.7` (a pyproject dependency)") from e
 
-    _T2S = _OpenCC("t2s")
-    HAS_T2S = True  # traditional characters are mapped to simplified ones
-except Exception:  # pragma: no cover - only without the package
-    _T2S = None
-    HAS_T2S = False
+_T2S = _OpenCC("t2s")
+HAS_T2S = True  # traditional characters are mapped to simplified ones (always: OpenCC is required)
 
 # Unicode general categories dropped before scoring: punctuation (P*), symbols (S*: ￥, ～, emoji),
 # separators (Z*: spaces) and control/format characters (C*: tabs, newlines, zero-width spaces).
@@ -31,8 +38,8 @@ _DROP_CATEGORIES = ("P", "S", "Z", "C")
 
 
 def to_simplified(text: str) -> str:
-    """``text`` with traditional Chinese characters mapped to simplified ones (unchanged without OpenCC)."""
-    return _T2S.convert(text) if _T2S is not None and text else text
+    """``text`` with traditional Chinese characters mapped to simplified ones."""
+    return _T2S.convert(text) if text else text
 
 
 @lru_cache(maxsize=65536)
@@ -43,6 +50,30 @@ def normalize_text(text: str | None) -> str:
     text = unicodedata.normalize("NFKC", str(text))
     text = "".join(ch for ch in text if not unicodedata.category(ch).startswith(_DROP_CATEGORIES))
     return to_simplified(text).lower()
+
+
+@lru_cache(maxsize=65536)
+def normalize_numbers(text: str | None) -> str:
+    """:func:`normalize_text` after writing Chinese numerals as Arabic digits (``cn2an.transform(..., "cn2an")``).
+
+    The numerals are converted before punctuation is dropped, so 一点五 and "1.5" both end as "15". Full-width
+    digits and traditional numerals are unified first (NFKC, OpenCC). cn2an leaves a numeral run it cannot parse
+    as written and warns; the warning is silenced, and any other failure of cn2an on an odd input keeps the text
+    unconverted (both sides of a comparison go through the same function, so neither gains)."""
+    if not text:
+        return ""
+    import warnings
+
+    import cn2an
+
+    text = to_simplified(unicodedata.normalize("NFKC", str(text)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            text = cn2an.transform(text, "cn2an")
+    except Exception:  # noqa: BLE001 - a library failure on one odd string must not stop a scoring run
+        pass
+    return normalize_text(text)
 
 
 def normalize_slot_value(slot: str, value: object) -> str:
@@ -79,31 +110,40 @@ def edit_distance(ref: str, hyp: str) -> int:
         return prev[-1]
 
 
-def char_errors(ref: str | None, hyp: str | None) -> tuple[int, int]:
-    """``(edits, reference length)`` in characters, after :func:`normalize_text` on both sides."""
-    r, h = normalize_text(ref), normalize_text(hyp)
+def char_errors(ref: str | None, hyp: str | None, numbers: bool = False) -> tuple[int, int]:
+    """``(edits, reference length)`` in characters, after :func:`normalize_text` on both sides (``numbers``:
+    :func:`normalize_numbers`, numerals written as digits)."""
+    norm = normalize_numbers if numbers else normalize_text
+    r, h = norm(ref), norm(hyp)
     return edit_distance(r, h), len(r)
 
 
-def cer(ref: str | None, hyp: str | None) -> float:
-    """Character error rate of one hypothesis: edit distance / reference length, after normalisation.
+def cer(ref: str | None, hyp: str | None, numbers: bool = False) -> float:
+    """Character error rate of one hypothesis: edit distance / reference length, after normalisation
+    (``numbers``: numerals written as digits on both sides first, see :func:`cer_numnorm`).
 
     An empty (normalised) reference scores 0.0 against an empty hypothesis and 1.0 against anything else.
     """
-    edits, n = char_errors(ref, hyp)
+    edits, n = char_errors(ref, hyp, numbers)
     if n == 0:
         return 0.0 if edits == 0 else 1.0
     return edits / n
 
 
-def cer_corpus(refs: Iterable[str | None], hyps: Iterable[str | None]) -> float:
-    """Corpus CER: total edits over total reference characters (long utterances weigh more)."""
+def cer_numnorm(ref: str | None, hyp: str | None) -> float:
+    """:func:`cer` after :func:`normalize_numbers` on both sides: cer_numnorm("二十九", "29") == 0.0."""
+    return cer(ref, hyp, numbers=True)
+
+
+def cer_corpus(refs: Iterable[str | None], hyps: Iterable[str | None], numbers: bool = False) -> float:
+    """Corpus CER: total edits over total reference characters (long utterances weigh more); ``numbers``: the
+    number-normalised figure."""
     refs, hyps = list(refs), list(hyps)
     if len(refs) != len(hyps):
         raise ValueError(f"cer_corpus needs one hypothesis per reference: {len(refs)} references, {len(hyps)} hypotheses")
     edits = total = 0
     for r, h in zip(refs, hyps):
-        e, n = char_errors(r, h)
+        e, n = char_errors(r, h, numbers)
         edits += e
         total += n
     if total == 0:

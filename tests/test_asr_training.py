@@ -81,10 +81,12 @@ def test_cached_encoder_recipe_trains_scores_saves_and_registers(tiny_corpus, ti
     for d in dialects:  # per-dialect CER of the zero-shot baseline and of each evaluation
         assert 0.0 <= m[f"val_cer_{d}"] and f"zero_shot_val_cer_{d}" in m
     assert {"val_cer", "zero_shot_val_cer", "real_cer", "real_zero_shot_cer", "cache_seconds", "steps"} <= set(m)
+    assert {"val_cer_numnorm", "zero_shot_val_cer_numnorm", "real_cer_numnorm", "real_zero_shot_cer_numnorm"} <= set(m)
     assert m["steps"] == 3
     assert "tuned_val_cer" in m and "interpolated_val_cer" in m  # the default config interpolates (WiSE-FT 0.5)
-    # first version: champion unless it is worse than zero-shot on the "real" clips (the registry's guard)
-    passes = m["real_cer"] <= m["real_zero_shot_cer"]
+    # first version: champion unless it is worse than zero-shot on the "real" clips (the registry's guard, on the
+    # number-normalised CER)
+    passes = m["real_cer_numnorm"] <= m["real_zero_shot_cer_numnorm"]
     assert run.data.tags["promotion.promoted"] == str(passes).lower()
     from mlflow import MlflowClient
 
@@ -109,6 +111,21 @@ def test_cached_encoder_recipe_trains_scores_saves_and_registers(tiny_corpus, ti
     from training.registry import champion_version
 
     assert (champion_version("asr") is not None) == passes
+
+
+def test_a_missing_real_speech_manifest_is_an_error_not_a_pass(tmp_path):
+    """The caller turns it into a blocked promotion (registry tests: a missing guard metric blocks too)."""
+    ec = asr.AsrEvaluationConfig(realspeech_manifest=str(tmp_path / "absent.jsonl"))
+    with pytest.raises(asr.RealSpeechUnavailable, match="not found"):
+        asr._realspeech(None, None, ec, tmp_path, None, None, None)
+    with pytest.raises(asr.RealSpeechUnavailable, match="is null"):
+        asr._realspeech(None, None, asr.AsrEvaluationConfig(realspeech_manifest=None), tmp_path, None, None, None)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(asr.RealSpeechUnavailable, match="no records"):
+        asr._realspeech(None, None, asr.AsrEvaluationConfig(realspeech_manifest=str(empty)), tmp_path, None, None, None)
+    assert asr.REAL_SPEECH_GUARD == ("real_cer_numnorm", "real_zero_shot_cer_numnorm")
+    assert asr.AsrEvaluationConfig().promote_metric == "val_cer_numnorm"
 
 
 def test_interpolation_moves_every_weight_once_towards_the_base():

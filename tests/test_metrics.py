@@ -154,3 +154,49 @@ def test_calibrate_reports_what_temperature_scaling_did():
     assert report["val_nll_after"] <= report["val_nll_before"]
     assert report["val_nll_after"] == negative_log_likelihood(logits * 4, y.tolist(), t)
     assert set(report) == {"temperature", "val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after"}
+
+
+def test_number_normalised_cer_writes_numerals_as_digits_on_both_sides():
+    from models.textnorm import cer_numnorm, normalize_numbers
+
+    assert cer("二十九", "29") == 1.0 and cer_numnorm("二十九", "29") == 0.0  # EVALUATION.md's CER charges it
+    assert normalize_numbers("我的电话是幺三八零零一二三四五六") == "我的电话是13800123456"
+    assert normalize_numbers("退款兩百元，一点五折") == normalize_numbers("退款200元 1.5折") == "退款200元15折"
+    assert normalize_numbers("百分之五十") == normalize_numbers("50%") == "50"
+    assert normalize_numbers("１２３") == "123"  # full-width digits
+    # odd inputs: a numeral run cn2an cannot parse stays as written (it warns; the warning is silenced)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert normalize_numbers("千千万万") == "千千万万" and normalize_numbers("万一不行") == "万一不行"
+    assert normalize_numbers(None) == "" == normalize_numbers("")
+    assert cer_numnorm("退款二十九块", "退款三十块") == pytest.approx(2 / 5)  # 29 vs 30: still two errors
+    assert cer_corpus(["二十九", "我要投诉"], ["29", "我要投"], numbers=True) == pytest.approx(1 / 6)
+
+
+def test_every_cer_is_reported_two_ways():
+    from training.metrics import cer_by_group
+
+    res = cer_by_group([("mandarin", "订单二十九号", "订单29号"), ("wu", "谢谢", "谢")])
+    assert res["cer"] == pytest.approx((3 + 1) / 8) and res["cer_numnorm"] == pytest.approx(1 / 7)  # 订单29号: 5 chars
+    assert res["per_group"]["mandarin"]["cer_numnorm"] == 0.0 and res["per_group"]["mandarin"]["cer"] == 0.5
+    records = [{"id": "a1", "audio": "a1.wav", "text": "退款二十九元", "dialect": "mandarin"}]
+    rep = score(records, [_pred("a1", transcript="退款29元")])
+    assert rep["cer"]["cer"] == pytest.approx(3 / 6) and rep["cer"]["cer_numnorm"] == 0.0
+    assert rep["cer"]["per_dialect"]["mandarin"]["cer_numnorm"] == 0.0
+    flat = flat_metrics(rep)
+    assert flat["cer"] == pytest.approx(0.5) and flat["cer_numnorm"] == 0.0 and flat["cer_numnorm_mandarin"] == 0.0
+    assert "CER, numbers normalised" in format_table(rep)
+
+
+def test_opencc_is_required_not_optional():
+    """Without OpenCC, traditional-to-simplified would silently do nothing; importing textnorm must fail instead."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['opencc'] = None\n"
+            "try:\n    import models.textnorm\nexcept ImportError as e:\n    print('ERR', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(
+        __import__("pathlib").Path(__file__).resolve().parents[1]), timeout=60).stdout
+    assert out.startswith("ERR") and "opencc-python-reimplemented" in out

@@ -117,30 +117,30 @@ def ticket_completeness(ref_slots: Mapping[str, Mapping[str, Any]], hyp_slots: M
 
 # -- transcripts -----------------------------------------------------------------------------------
 def cer_by_group(items: Iterable[tuple[str, str | None, str | None]]) -> dict:
-    """Corpus CER overall and per group from ``(group, reference, hypothesis)`` triples (normalised text).
+    """Corpus CER overall and per group from ``(group, reference, hypothesis)`` triples, two ways: ``cer`` as
+    EVALUATION.md defines it (normalised text) and ``cer_numnorm`` after writing Chinese numerals as Arabic digits
+    on both sides (``models.textnorm.normalize_numbers``, cn2an: 二十九 and 29 count as equal).
 
-    Returns ``{"cer", "n", "edits", "chars", "per_group": {group: {"cer", "n", "edits", "chars"}}}``.
+    Returns ``{"cer", "cer_numnorm", "n", "edits", "chars", "edits_numnorm", "chars_numnorm",
+    "per_group": {group: the same keys}}``.
     """
     groups: dict[str, list[int]] = {}
     for group, ref, hyp in items:
         e, n = char_errors(ref, hyp)
-        g = groups.setdefault(str(group), [0, 0, 0])
-        g[0] += e
-        g[1] += n
-        g[2] += 1
+        e2, n2 = char_errors(ref, hyp, numbers=True)
+        g = groups.setdefault(str(group), [0, 0, 0, 0, 0])
+        for k, v in enumerate((e, n, 1, e2, n2)):
+            g[k] += v
 
     def rate(edits: int, chars: int) -> float:
         return edits / chars if chars else (0.0 if edits == 0 else 1.0)
 
-    edits = sum(g[0] for g in groups.values())
-    chars = sum(g[1] for g in groups.values())
-    return {
-        "cer": rate(edits, chars),
-        "n": sum(g[2] for g in groups.values()),
-        "edits": edits,
-        "chars": chars,
-        "per_group": {k: {"cer": rate(g[0], g[1]), "n": g[2], "edits": g[0], "chars": g[1]} for k, g in sorted(groups.items())},
-    }
+    def entry(g: Sequence[int]) -> dict:
+        return {"cer": rate(g[0], g[1]), "cer_numnorm": rate(g[3], g[4]), "n": g[2], "edits": g[0], "chars": g[1],
+                "edits_numnorm": g[3], "chars_numnorm": g[4]}
+
+    total = [sum(g[k] for g in groups.values()) for k in range(5)]
+    return {**entry(total), "per_group": {k: entry(g) for k, g in sorted(groups.items())}}
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def score(records: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[st
 
     Keys (each present only when its labels are): ``intent`` (accuracy, macro_f1, per_label, confusion),
     ``complaint`` (precision, recall, f1), ``slots`` (precision, recall, f1, completeness, complete_tickets),
-    ``cer`` (cer, per_dialect), ``dialect`` and ``emotion`` (accuracy, macro_f1); plus ``n_records``,
+    ``cer`` (cer, cer_numnorm: numbers written one way on both sides, per_dialect with both), ``dialect`` and ``emotion`` (accuracy, macro_f1); plus ``n_records``,
     ``n_predictions``, ``n_errors``, ``decisions`` (queue/priority counts, review rate) and ``skipped``.
     """
     by_id = {str(p.get("id")): p for p in predictions}
@@ -222,7 +222,8 @@ def score(records: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[st
     else:
         cer = cer_by_group((r.get("dialect") or UNKNOWN_DIALECT, r["text"], pred(r).get("transcript") or "") for r in audio_refs)
         report["cer"] = {
-            "n": cer["n"], "cer": cer["cer"], "edits": cer["edits"], "chars": cer["chars"],
+            "n": cer["n"], "cer": cer["cer"], "cer_numnorm": cer["cer_numnorm"], "edits": cer["edits"],
+            "chars": cer["chars"], "edits_numnorm": cer["edits_numnorm"], "chars_numnorm": cer["chars_numnorm"],
             "per_dialect": cer["per_group"],
         }
 
@@ -251,6 +252,10 @@ def format_table(report: Mapping[str, Any]) -> str:
         add("CER", c["cer"], c["n"])
         for d, v in c["per_dialect"].items():
             add(f"  CER {d}", v["cer"], v["n"])
+        if "cer_numnorm" in c:
+            add("CER, numbers normalised", c["cer_numnorm"], c["n"])
+            for d, v in c["per_dialect"].items():
+                add(f"  CER {d}, numbers normalised", v["cer_numnorm"], v["n"])
     for key, title in (("dialect", "dialect"), ("emotion", "emotion"), ("intent", "intent")):
         if key in report:
             add(f"{title} accuracy", report[key]["accuracy"], report[key]["n"])
@@ -303,6 +308,9 @@ def flat_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     if "cer" in report:
         out["cer"] = report["cer"]["cer"]
         out.update({f"cer_{d}": v["cer"] for d, v in report["cer"]["per_dialect"].items()})
+        if "cer_numnorm" in report["cer"]:
+            out["cer_numnorm"] = report["cer"]["cer_numnorm"]
+            out.update({f"cer_numnorm_{d}": v["cer_numnorm"] for d, v in report["cer"]["per_dialect"].items()})
     for key in ("dialect", "emotion", "intent"):
         if key in report:
             out[f"{key}_accuracy"] = report[key]["accuracy"]
