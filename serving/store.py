@@ -103,6 +103,14 @@ class NotFound(StoreError, LookupError):
     """No ticket (or key) with that id (HTTP 404)."""
 
 
+class _Undo(Exception):
+    """Rolls a transaction back and carries what the operation answers instead."""
+
+    def __init__(self, outcome: Any):
+        super().__init__("rolled back")
+        self.outcome = outcome
+
+
 # -- records returned to callers --------------------------------------------------------------------
 @dataclass(frozen=True)
 class Claim:
@@ -300,7 +308,8 @@ def owner_is_dead(owner: str) -> bool:
         return False
     now_start = _process_start(pid)
     if now_start is None:
-        return not Path("/proc/self/stat").exists() and not _pid_alive(pid)
+        # no /proc entry: dead, unless this system has no /proc at all (then ask the kernel about the pid)
+        return True if Path("/proc/self/stat").exists() else not _pid_alive(pid)
     return start != "?" and now_start != start
 
 
@@ -476,10 +485,17 @@ class Store:
                                    expires_at=mine.expires_at))
                     s.flush()
                     row = s.scalar(select(TicketRow).where(TicketRow.call_id == call_id))
-                    if row is not None:  # finished meanwhile (or long ago): no claim needed
-                        s.rollback()
-                        return self._same_content(row, content_hash)
+                    if row is not None:  # finished meanwhile (or long ago): no claim; roll the insert back
+                        try:
+                            outcome: Ticket | StoreError = self._same_content(row, content_hash)
+                        except IdempotencyConflict as e:
+                            outcome = e
+                        raise _Undo(outcome)
                 return mine
+            except _Undo as undo:
+                if isinstance(undo.outcome, StoreError):
+                    raise undo.outcome from None
+                return undo.outcome
             except IntegrityError:
                 pass
             with self._write() as s, s.begin():  # the claim exists: live, stale, or finished just now

@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=3000, help="port (default: %(default)s)")
     sv.add_argument("--no-train", action="store_true", help="do not train missing default models")
     sv.set_defaults(func=_serve)
+    from serving.cli import add_parsers  # keys, customers, db: the service's store (imports no training)
+    add_parsers(sub)
     return p
 
 
