@@ -19,6 +19,7 @@ PREFIX_LEN = 8  # characters of the secret kept in clear for listings ("hl_" + 5
 # action -> the roles allowed to do it
 PERMISSIONS: dict[str, frozenset[str]] = {
     "route": frozenset({"platform"}),  # POST /route
+    "models": frozenset({"platform", "agent", "supervisor"}),  # POST /transcribe, /analyze, /understand
     "create_ticket": frozenset({"platform"}),  # POST /tickets
     "read_ticket": frozenset({"platform", "agent", "supervisor"}),  # GET /tickets...; platform: only its own
     "update_ticket": frozenset({"agent", "supervisor"}),  # POST /tickets/{id}/events

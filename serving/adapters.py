@@ -1,0 +1,81 @@
+"""The model services as the pipeline's components.
+
+:class:`models.pipeline.Pipeline` runs the one path for a call with components that have ``transcribe_batch``,
+``classify`` and ``predict``; here those methods are ``async`` and call the BentoML model services through
+``.to_async`` (the pipeline awaits them), so many calls in flight reach the batchers of the model services at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from models.pipeline import Classification, Transcription
+
+
+def _per_item(dialects: Sequence[str | None] | str | None, n: int) -> list[str | None]:
+    if dialects is None or isinstance(dialects, str):
+        return [dialects] * n
+    return list(dialects)
+
+
+class RemoteRecognizer:
+    """``transcribe_batch(audios, dialects)`` over the :class:`~serving.model_services.Recognition` service."""
+
+    def __init__(self, service: Any):
+        self.service = service
+
+    async def transcribe_batch(self, audios: Sequence[Any], dialects: Sequence[str | None] | str | None = None):
+        from serving.model_services import SegmentJob
+
+        if not len(audios):
+            return []
+        jobs = [SegmentJob(audio=a, dialect=d) for a, d in zip(audios, _per_item(dialects, len(audios)))]
+        results = await self.service.to_async.transcribe_segments(jobs)
+        return [Transcription(_field(r, "text"), _field(r, "confidence")) for r in results]
+
+    async def transcribe(self, audio: Any, dialect: str | None = None):
+        return (await self.transcribe_batch([audio], [dialect]))[0]
+
+
+class RemoteDialect:
+    """``classify(audio)`` over :meth:`AudioAnalysis.dialect`; ``min_confidence`` is the model's own floor."""
+
+    def __init__(self, service: Any, min_confidence: float = 0.0):
+        self.service = service
+        self.min_confidence = min_confidence
+
+    async def classify(self, audio: Any) -> Classification:
+        r = await self.service.to_async.dialect(audio=audio)
+        if r is None:
+            raise RuntimeError("the dialect model went absent in the audio-analysis service; restart the service")
+        self.min_confidence = float(r.get("min_confidence") or 0.0)
+        return Classification(r["label"], r.get("confidence"), r.get("probs"))
+
+
+class RemoteEmotion:
+    """``classify(audio, text=, caller=)`` over :meth:`AudioAnalysis.emotion`."""
+
+    def __init__(self, service: Any):
+        self.service = service
+
+    async def classify(self, audio: Any, text: str | None = None, caller: str | None = None) -> Classification:
+        r = await self.service.to_async.emotion(audio=audio, text=text, caller=caller)
+        if r is None:
+            raise RuntimeError("the emotion model went absent in the audio-analysis service; restart the service")
+        return Classification(r["label"], r.get("confidence"), r.get("probs"))
+
+
+class RemoteUnderstanding:
+    """``predict(texts)`` over :meth:`Understanding.understand` (dicts with the ``Understanding`` fields)."""
+
+    def __init__(self, service: Any):
+        self.service = service
+
+    async def predict(self, texts: Sequence[str]) -> list[dict]:
+        if not len(texts):
+            return []
+        return list(await self.service.to_async.understand(list(texts)))
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)

@@ -1,0 +1,194 @@
+"""What the entry service holds while it runs: the store, the policy, the pipeline over the model services.
+
+Kept apart from the BentoML class so the HTTP layer (``serving/api.py``) calls plain methods. The pipeline is
+built on first use, once the model services have said which models they hold (``info``): an absent dialect or
+emotion model is left out of the pipeline and reported as absent, never guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Mapping
+
+from models.decisions import estimated_wait, load_policy
+from models.ticket import (
+    Customer,
+    RouteDecision,
+    Ticket,
+    build_ticket,
+    content_hash,
+    now_utc,
+)
+from serving.settings import Settings
+from serving.store import new_ticket_id
+
+log = logging.getLogger("hotline.service")
+MODEL_NAMES = ("intent", "asr", "dialect", "emotion")  # what /readyz reports, in pipeline order
+REQUIRED_MODELS = ("intent", "asr")  # the service is not ready without these
+
+
+class BadInput(ValueError):
+    """A request the service cannot use: the message says what was wrong and what to do (HTTP ``status``)."""
+
+    def __init__(self, message: str, status: int = 400, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+
+class Runtime:
+    def __init__(self, settings: Settings, recognition: Any, analysis: Any, understanding: Any):
+        from serving.store import Store
+
+        self.settings = settings
+        self.recognition, self.analysis, self.understanding = recognition, analysis, understanding
+        self.policy = load_policy(settings.policy_path)
+        self.store = Store(settings.database_url)
+        self.store.upgrade()
+        self.started = time.time()
+        self.boot_id = uuid.uuid4().hex[:12]
+        self._pipeline = None
+        self._models: dict[str, Any] = {}
+        self._absent: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self._error: str | None = None
+
+    # -- models ------------------------------------------------------------------------------------
+    async def _load(self) -> None:
+        """Ask each model service what it holds and build the pipeline over them (once)."""
+        from models.pipeline import Pipeline
+        from serving.adapters import RemoteDialect, RemoteEmotion, RemoteRecognizer, RemoteUnderstanding
+
+        async with self._lock:
+            if self._pipeline is not None:
+                return
+            infos: dict[str, Any] = {}
+            for dep in (self.understanding, self.recognition, self.analysis):
+                infos.update(await dep.to_async.info())
+            models, absent = {}, {}
+            for name in MODEL_NAMES:
+                info = infos.get(name) or {"absent": "not reported by its service"}
+                if "absent" in info:
+                    absent[name] = str(info["absent"])
+                else:
+                    models[name] = info
+            self._models, self._absent = models, absent
+            self._pipeline = Pipeline(
+                intent_model=RemoteUnderstanding(self.understanding),
+                asr=RemoteRecognizer(self.recognition),
+                dialect=RemoteDialect(self.analysis) if "dialect" in models else None,
+                emotion=RemoteEmotion(self.analysis) if "emotion" in models else None,
+                policy=self.policy,
+                customer_lookup=self.customer_profile,
+            )
+            log.info("pipeline ready: models %s; absent %s", sorted(models), sorted(absent))
+
+    async def pipeline(self):
+        if self._pipeline is None:
+            await self._load()
+        return self._pipeline
+
+    async def readiness(self) -> dict:
+        """``{"ready", "models": {name: version info | {"absent": why}}, "database", "policy_version"}``."""
+        try:
+            await self._load()
+            self._error = None
+        except Exception as e:  # noqa: BLE001 - a model service not up yet, or a model failing to load
+            self._error = f"{type(e).__name__}: {e}"
+        models = {name: self._models.get(name) or {"absent": self._absent.get(name, "not loaded yet")}
+                  for name in MODEL_NAMES}
+        try:
+            self.store.current_revision()
+            database = "ok"
+        except Exception as e:  # noqa: BLE001
+            database = f"error: {type(e).__name__}: {e}"
+        ready = self._pipeline is not None and database == "ok" and all(n in self._models for n in REQUIRED_MODELS)
+        out = {"ready": ready, "models": models, "absent": sorted(self._absent), "database": database,
+               "policy_version": self.policy.version, "uptime_s": round(time.time() - self.started, 1)}
+        if self._error:
+            out["error"] = self._error
+        return out
+
+    def model_versions(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in MODEL_NAMES:
+            info = self._models.get(name)
+            out[name] = ({k: info[k] for k in ("version", "run_id") if k in info} if info
+                         else {"absent": self._absent.get(name, "absent")})
+        return out
+
+    # -- customers ---------------------------------------------------------------------------------
+    def customer_profile(self, caller: str | None) -> Customer | None:
+        if not caller:
+            return None
+        return self.store.get_customer(str(caller))
+
+    # -- one call ----------------------------------------------------------------------------------
+    async def process(self, record: Mapping[str, Any]) -> dict:
+        """The pipeline's prediction for one call or message; BadInput (422) when the audio is unusable."""
+        pipe = await self.pipeline()
+        pred = await pipe.aprocess(dict(record))
+        if pred.get("error"):
+            msg = str(pred["error"])
+            if "AudioError" in msg or "audio" in msg.lower():
+                raise BadInput(f"the audio could not be used: {msg}", status=422)
+            raise RuntimeError(msg)
+        return pred
+
+    async def route(self, record: Mapping[str, Any], queue_state: Mapping[str, Any] | None) -> dict:
+        pred = await self.process(record)
+        customer = self.customer_profile(record.get("caller"))
+        vip = bool(customer and customer.vip_level > 0)
+        try:
+            wait, offer, why = estimated_wait(pred["queue"], queue_state, self.policy, vip=vip)
+        except ValueError as e:
+            raise BadInput(str(e), status=422) from None
+        reasons = list(pred.get("route_reasons") or ())
+        if why:
+            reasons.append(why)
+        decision = RouteDecision(
+            queue=pred["queue"], skill_group=pred.get("skill") or pred["queue"],
+            dialect_group=pred.get("dialect_group") or self.policy.default_dialect_group,
+            priority=pred["priority"], skip_ivr=bool(pred.get("skip_ivr", pred.get("is_complaint")
+                                                                and self.policy.skip_ivr_for_complaints)),
+            estimated_wait_s=wait, offer_callback=offer, rule=reasons[0] if reasons else "", reasons=reasons,
+        )
+        return {
+            "transcript": pred.get("transcript"), "dialect": pred.get("dialect"),
+            "dialect_confidence": pred.get("dialect_confidence"), "emotion": pred.get("emotion"),
+            "emotion_confidence": pred.get("emotion_confidence"), "intent": pred["intent"],
+            "intent_confidence": pred.get("intent_confidence"), "is_complaint": bool(pred.get("is_complaint")),
+            "slots": pred.get("slots") or {}, "evidence": list(pred.get("complaint_evidence") or ()),
+            "needs_review": pred.get("needs_review"), "route": decision.model_dump(),
+            "customer": customer.model_dump() if customer else None,
+            "policy_version": self.policy.version, "model_versions": self.model_versions(),
+            "absent_models": sorted(self._absent),
+        }
+
+    async def create_ticket(self, *, call_id: str, record: dict, audio_bytes: bytes | None, text: str | None,
+                            caller: str | None, channel: str, actor: Any) -> tuple[Ticket, bool]:
+        """(ticket, created?) for a finished call: the same ticket on a retry with the same content."""
+        from serving.store import Claim
+
+        digest = content_hash(audio=audio_bytes, text=text, caller=caller, channel=channel)
+        got = self.store.claim(call_id, digest, lease_s=self.settings.claim_lease_s)
+        if not isinstance(got, Claim):
+            return got, False
+        try:
+            pred = await self.process(record)
+            customer = self.customer_profile(caller)
+            linked = self.store.linked_tickets(caller, (pred.get("slots") or {}).get("order_id"), call_id)
+            ticket = build_ticket(
+                pred, ticket_id=new_ticket_id(), call_id=call_id, channel=channel, caller=caller,
+                created_at=now_utc(), customer=customer, linked_tickets=linked, policy=self.policy,
+                model_versions=self.model_versions(), absent_models=sorted(self._absent),
+            )
+            ticket = self.store.finish(got, ticket, actor=getattr(actor, "name", str(actor)),
+                                       created_by_key=getattr(actor, "id", None))
+        except BaseException:
+            self.store.abandon(got)
+            raise
+        return ticket, True
