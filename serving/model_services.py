@@ -43,6 +43,27 @@ class SegmentText(BaseModel):
     confidence: Optional[float] = None  # exp(mean token log-probability), in [0, 1]
 
 
+class BatchStats:
+    """How many items each call of a batched API received: the evidence that adaptive batching forms batches under
+    concurrent load (reported by ``info()`` and so by ``/readyz`` details)."""
+
+    def __init__(self) -> None:
+        self.calls = 0  # batched calls so far
+        self.items = 0  # items over all calls
+        self.max_size = 0  # the largest batch seen
+        self.sizes: dict[int, int] = {}  # batch size -> calls of that size
+
+    def record(self, n: int) -> None:
+        self.calls += 1
+        self.items += n
+        self.max_size = max(self.max_size, n)
+        self.sizes[n] = self.sizes.get(n, 0) + 1
+
+    def as_dict(self) -> dict:
+        return {"calls": self.calls, "items": self.items, "max_size": self.max_size,
+                "sizes": {str(k): v for k, v in sorted(self.sizes.items())}}
+
+
 def _resources(cpu: str, gpus: int = 0) -> dict:
     res: dict[str, Any] = {"cpu": cpu}
     if gpus > 0:
@@ -65,17 +86,20 @@ class Recognition:
         comps = load_components(names=("asr",))
         self.recognizer = comps.speech["asr"]
         self.version = comps.versions["asr"]
+        self.batches = BatchStats()
 
     @bentoml.api
     def info(self) -> dict:
         r = self.recognizer
-        return {"asr": {**self.version, "engine": r.engine, "device": r.device, "compute_type": r.compute_type}}
+        return {"asr": {**self.version, "engine": r.engine, "device": r.device, "compute_type": r.compute_type,
+                        "batches": self.batches.as_dict()}}
 
     @bentoml.api(batchable=True, max_batch_size=RECOGNITION_BATCH, max_latency_ms=RECOGNITION_LATENCY_MS)
     def transcribe_segments(self, jobs: list[SegmentJob]) -> list[SegmentText]:
         """Decode every segment; segments of one dialect are decoded together (one prompt per decoder batch)."""
         import math
 
+        self.batches.record(len(jobs))
         out: list[SegmentText | None] = [None] * len(jobs)
         by_dialect: dict[Optional[str], list[int]] = {}
         for i, job in enumerate(jobs):
@@ -142,11 +166,13 @@ class Understanding:
         comps = load_components(names=("intent",))
         self.model = comps.intent_model
         self.version = comps.versions["intent"]
+        self.batches = BatchStats()
 
     @bentoml.api
     def info(self) -> dict:
-        return {"intent": self.version}
+        return {"intent": {**self.version, "batches": self.batches.as_dict()}}
 
     @bentoml.api(batchable=True, max_batch_size=UNDERSTANDING_BATCH, max_latency_ms=UNDERSTANDING_LATENCY_MS)
     def understand(self, texts: list[str]) -> list[dict]:
+        self.batches.record(len(texts))
         return [u.to_dict() for u in self.model.predict([str(t) for t in texts])]

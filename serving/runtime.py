@@ -74,7 +74,7 @@ class Runtime:
                 if "absent" in info:
                     absent[name] = str(info["absent"])
                 else:
-                    models[name] = info
+                    models[name] = {k: v for k, v in info.items() if k != "batches"}
             self._models, self._absent = models, absent
             self._pipeline = Pipeline(
                 intent_model=RemoteUnderstanding(self.understanding),
@@ -108,9 +108,22 @@ class Runtime:
         ready = self._pipeline is not None and database == "ok" and all(n in self._models for n in REQUIRED_MODELS)
         out = {"ready": ready, "models": models, "absent": sorted(self._absent), "database": database,
                "policy_version": self.policy.version, "uptime_s": round(time.time() - self.started, 1)}
+        if self._pipeline is not None:
+            out["batches"] = await self.batch_stats()
         if self._error:
             out["error"] = self._error
         return out
+
+    async def batch_stats(self) -> dict:
+        """Batch sizes the batched model services have seen so far (adaptive batching at work)."""
+        stats: dict[str, Any] = {}
+        for dep, name in ((self.recognition, "asr"), (self.understanding, "intent")):
+            try:
+                info = (await dep.to_async.info()).get(name) or {}
+                stats[name] = info.get("batches")
+            except Exception as e:  # noqa: BLE001 - readiness must answer even when a model service is down
+                stats[name] = {"error": f"{type(e).__name__}: {e}"}
+        return stats
 
     def model_versions(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
