@@ -161,18 +161,23 @@ def _insert_claim(store: Store, call_id: str, owner: str) -> None:
                        expires_at=now + timedelta(hours=1)))
 
 
-def test_a_claim_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-    owner = process_owner(child.pid)
-    assert not owner.endswith(":?") and not owner_is_dead(owner)
-    _insert_claim(store, "call-4", owner)
-    with pytest.raises(CreationInFlight):  # the owner still runs: its claim holds
-        store.claim("call-4", "h")
-    child.stdin.close()
-    child.wait(timeout=30)
+def test_a_claim_of_a_killed_process_on_this_host_is_taken_over_at_once(store, store_url):
+    """The service is SIGKILLed while processing a call; after a restart the platform's retry must not 409."""
+    code = ("import sys, time; from serving.store import Store, process_owner; s = Store(sys.argv[1]); "
+            "c = s.claim('call-4', 'h', lease_s=3600); print(c.owner, flush=True); time.sleep(120)")
+    child = subprocess.Popen([sys.executable, "-c", code, store_url], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        owner = child.stdout.readline().strip()
+        assert owner == process_owner(child.pid) and not owner_is_dead(owner)
+        with pytest.raises(CreationInFlight):  # the owner still runs: its claim holds
+            store.claim("call-4", "h")
+    finally:
+        child.kill()
+        child.wait(timeout=30)
     assert owner_is_dead(owner)
     got = store.claim("call-4", "h")  # the lease has an hour left, but its owner is gone
     assert isinstance(got, Claim) and got.owner == process_owner()
+    assert store.finish(got, make_ticket("call-4"), actor="p").call_id == "call-4"
 
 
 def test_a_recycled_pid_is_not_the_owner_and_other_hosts_are_never_declared_dead(store):
@@ -431,3 +436,28 @@ def test_cli_keys_customers_and_db(store_url, tmp_path, capsys):
         assert {e.action for e in s.audit_entries()} == {"keys.create", "keys.revoke"}
     with pytest.raises(SystemExit):
         main(["keys", "create", "--role", "root", "--database-url", store_url])
+
+
+def test_cli_works_while_the_service_holds_a_write_transaction(store, store_url, capsys):
+    """The service writes to the same database; a command waits for the lock (busy timeout) and then succeeds."""
+    from training.cli import main
+
+    started, release = threading.Event(), threading.Event()
+
+    def service_write() -> None:
+        with store._write() as s, s.begin():  # BEGIN IMMEDIATE on SQLite: holds the write lock
+            store._upsert(s, "13800000077", "held", 0, None, utcnow())
+            started.set()
+            release.wait(timeout=30)
+
+    t = threading.Thread(target=service_write)
+    t.start()
+    assert started.wait(timeout=30)
+    threading.Timer(0.5, release.set).start()
+    try:
+        assert main(["keys", "create", "--role", "platform", "--database-url", store_url]) == 0
+    finally:
+        release.set()
+        t.join()
+    assert store.verify_key(capsys.readouterr().out.strip().splitlines()[-1]).role == "platform"
+    assert store.get_customer("13800000077").name == "held"
