@@ -12,7 +12,7 @@ pytest.importorskip("ctranslate2")
 from models.asr.dialects import CT2_SUBDIR  # noqa: E402
 from models.asr.export import export_ct2  # noqa: E402
 from test_asr_export import tiny_whisper_folder  # noqa: E402
-from training.asr_eval import main, score, table  # noqa: E402
+from training.asr_eval import main, product_dialects, score, table  # noqa: E402
 
 
 def test_score_is_corpus_cer_overall_and_per_dialect():
@@ -21,6 +21,8 @@ def test_score_is_corpus_cer_overall_and_per_dialect():
     assert s["cer"] == pytest.approx(1 / 5) and s["cer_wu"] == pytest.approx(1 / 3) and s["cer_min"] == 0.0
     assert s["n"] == 2 and s["n_wu"] == 1
     assert "wu" in table([{"model": "m", "dialect_prompt": "none", "rtf": 0.5, **s}])
+    numbers = score([{"text": "退款二十九元", "dialect": "mandarin"}], ["退款29元"])
+    assert numbers["cer"] == pytest.approx(0.5) and numbers["cer_numnorm"] == 0.0 and numbers["cer_numnorm_mandarin"] == 0.0
 
 
 def test_main_scores_a_model_folder_on_a_corpus_manifest(tiny_corpus, tmp_path, capsys):
@@ -29,10 +31,38 @@ def test_main_scores_a_model_folder_on_a_corpus_manifest(tiny_corpus, tmp_path, 
     out = tmp_path / "asr_eval.json"
     assert main(["--manifest", str(tiny_corpus / "test.jsonl"), "--n", "5", "--model", str(folder),
                  "--threads", "1", "--out", str(out)]) == 0
-    result = json.loads(out.read_text(encoding="utf-8"))["results"][0]
-    assert result["n"] == 5 and result["dialect_prompt"] == "oracle" and result["cer"] >= 0 and result["rtf"] > 0
+    written = json.loads(out.read_text(encoding="utf-8"))
+    result = written["results"][0]
+    # the product path first: no dialect-ID champion in this store, so the recogniser is told nothing
+    assert result["dialect_prompt"] == "product (no dialect ID)" and written["dialect_id"]["told"] == 0
+    assert all(s["told"] is None for s in result["samples"])
+    assert result["n"] == 5 and result["cer"] >= 0 and result["cer_numnorm"] >= 0 and result["rtf"] > 0
+    assert "oracle_cer" in result and "oracle_cer_numnorm" in result  # the oracle only as labelled extra columns
     assert sum(result[k] for k in result if k.startswith("n_")) == 5 and len(result["samples"]) == 5
-    assert "RTF" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "RTF" in printed and "oracle" in printed and "no dialect-ID champion" in printed
+
+
+def test_product_path_tells_the_recogniser_what_dialect_id_is_sure_of(tiny_corpus):
+    """As the pipeline: the dialect-ID answer when its confidence reaches min_confidence, else nothing."""
+    from data.manifest import read_manifest
+
+    records = [r for r in read_manifest(tiny_corpus / "test.jsonl").records if r.get("audio_path")][:4]
+
+    class Stub:
+        min_confidence = 0.6
+
+        def __init__(self):
+            self.calls = 0
+
+        def classify(self, audio):
+            self.calls += 1
+            return {"label": "cantonese", "confidence": 0.9 if self.calls % 2 else 0.3}
+
+    told, info = product_dialects(records, Stub())
+    assert told == ["cantonese", None, "cantonese", None] and info["told"] == 2
+    assert info["accuracy"] == sum(r.get("dialect") == "cantonese" for r in records) / 4
+    assert product_dialects(records, None) == ([None] * 4, {"accuracy": None, "told": 0})
 
 
 def test_main_names_the_accepted_model_values(tiny_corpus):
