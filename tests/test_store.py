@@ -395,7 +395,7 @@ def test_audit_entries_newest_first_and_by_ticket(store):
 def test_role_table():
     table = {action: {r for r in ROLES if can(r, action)} for action in PERMISSIONS}
     assert table == {
-        "route": {"platform"}, "create_ticket": {"platform"}, "read_ticket": {"platform", "agent", "supervisor"},
+        "route": {"platform"}, "models": {"platform", "agent", "supervisor"}, "create_ticket": {"platform"}, "read_ticket": {"platform", "agent", "supervisor"},
         "update_ticket": {"agent", "supervisor"}, "read_unmasked": {"supervisor"}, "analytics": {"supervisor"},
         "admin": {"admin"},
     }
