@@ -440,6 +440,43 @@ def needs_review(
     return bool(reasons), tuple(reasons)
 
 
+EARLIER_CONTACT_CUES = ("上次", "上回", "之前投诉", "之前反映", "又出", "又是", "还是同样", "同样的问题", "一样的问题",
+                        "第二次", "再次", "几次了", "好几次", "上個", "又係", "同上次")  # "same problem as last time"
+
+
+def refers_to_earlier_contact(text: str | None, cues: Iterable[str] = EARLIER_CONTACT_CUES) -> str | None:
+    """The cue in ``text`` by which a caller says this is the same problem as last time (None: no such words)."""
+    for cue in cues:
+        if text and cue in text:
+            return cue
+    return None
+
+
+def link_earlier(earlier: Iterable[Mapping[str, Any]], intent: str, order_id: str | None, text: str | None,
+                 limit: int = 10) -> tuple[list[str], list[str]]:
+    """(ticket ids to link, why) among a caller's or an order's ``earlier`` tickets (dicts with ``id``, ``intent``,
+    ``order_id``; newest first): the same order, or the same intent from the same caller; and when the words say
+    it is the same problem as last time, the caller's latest ticket whatever its intent."""
+    earlier = list(earlier)
+    ids: list[str] = []
+    why: list[str] = []
+    cue = refers_to_earlier_contact(text)
+    if cue and earlier:
+        ids.append(str(earlier[0]["id"]))
+        why.append(f"the caller says {cue!r}: linked to the latest ticket {earlier[0]['id']}")
+    for t in earlier:
+        tid = str(t["id"])
+        if tid in ids:
+            continue
+        if order_id and t.get("order_id") == order_id:
+            ids.append(tid)
+            why.append(f"same order {order_id}: {tid}")
+        elif t.get("intent") == intent:
+            ids.append(tid)
+            why.append(f"same caller, same intent {intent}: {tid}")
+    return ids[:limit], why[:limit]
+
+
 def missing_slots(intent: str, slots: Mapping[str, Any] | None, policy: Policy) -> tuple[str, ...]:
     """The slots a ticket of ``intent`` needs (policy ``required_slots``) that ``slots`` lacks or leaves empty."""
     rule = policy.rule(intent)

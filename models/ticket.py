@@ -133,6 +133,7 @@ class Ticket(Model):
     route_reasons: list[str] = Field(default_factory=list)
     sla: Sla
     linked_tickets: list[str] = Field(default_factory=list)  # earlier tickets of the same caller or order
+    link_reasons: list[str] = Field(default_factory=list)  # why each was linked (decisions.link_earlier)
     customer: Customer | None = None
     policy_version: str
     model_versions: dict[str, Any] = Field(default_factory=dict)  # model name -> version info, or "absent"
@@ -231,6 +232,7 @@ def build_ticket(
     created_at: datetime | None = None,
     customer: Customer | None = None,
     linked_tickets: Sequence[str] = (),
+    link_reasons: Sequence[str] = (),
     policy: Policy,
     model_versions: Mapping[str, Any] | None = None,
     absent_models: Sequence[str] = (),
@@ -282,6 +284,7 @@ def build_ticket(
         route_reasons=reasons,
         sla=Sla(due_at=due, escalations=[Escalation(at=at, to=to) for at, to in escalations]),
         linked_tickets=list(linked_tickets),
+        link_reasons=list(link_reasons),
         customer=customer,
         policy_version=str(prediction.get("policy_version") or policy.version),
         model_versions=dict(model_versions or {}),

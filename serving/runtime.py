@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any, Mapping
 
-from models.decisions import estimated_wait, load_policy
+from models.decisions import estimated_wait, link_earlier, load_policy
 from models.ticket import (
     Customer,
     RouteDecision,
@@ -193,15 +193,18 @@ class Runtime:
         try:
             pred = await self.process(record)
             customer = self.customer_profile(caller)
-            linked = self.store.linked_tickets(caller, (pred.get("slots") or {}).get("order_id"), call_id)
+            order_id = (pred.get("slots") or {}).get("order_id")
+            earlier = self.store.earlier_tickets(caller, order_id, exclude_call_id=call_id)
+            linked, why = link_earlier(earlier, pred["intent"], order_id, pred.get("transcript") or text)
             ticket = build_ticket(
                 pred, ticket_id=new_ticket_id(), call_id=call_id, channel=channel, caller=caller,
-                created_at=now_utc(), customer=customer, linked_tickets=linked, policy=self.policy,
+                created_at=now_utc(), customer=customer, linked_tickets=linked, link_reasons=why, policy=self.policy,
                 model_versions=self.model_versions(), absent_models=sorted(self._absent),
             )
+            new_id = ticket.id
             ticket = self.store.finish(got, ticket, actor=getattr(actor, "name", str(actor)),
                                        created_by_key=getattr(actor, "id", None))
         except BaseException:
             self.store.abandon(got)
             raise
-        return ticket, True
+        return ticket, ticket.id == new_id  # a racing twin may have stored the same call first: then 200

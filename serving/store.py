@@ -665,6 +665,25 @@ class Store:
         with self._read() as s:
             return list(s.scalars(q))
 
+    def earlier_tickets(self, caller: str | None, order_id: str | None, exclude_call_id: str | None = None,
+                        limit: int = 50) -> list[dict[str, Any]]:
+        """Earlier tickets of the same caller or the same order id, newest first, as ``{id, intent, order_id,
+        created_at}`` (what ``models.decisions.link_earlier`` chooses from)."""
+        conds = []
+        if caller:
+            conds.append(TicketRow.caller == caller)
+        if order_id:
+            conds.append(TicketRow.order_id == order_id)
+        if not conds:
+            return []
+        q = select(TicketRow.id, TicketRow.intent, TicketRow.order_id, TicketRow.created_at).where(or_(*conds))
+        if exclude_call_id is not None:
+            q = q.where(TicketRow.call_id != exclude_call_id)
+        q = q.order_by(TicketRow.created_at.desc(), TicketRow.id.desc()).limit(limit)
+        with self._read() as s:
+            return [{"id": r.id, "intent": r.intent, "order_id": r.order_id, "created_at": r.created_at}
+                    for r in s.execute(q)]
+
     # -- customers
     @staticmethod
     def _check_customer(phone: Any, name: Any, vip_level: Any, region: Any) -> tuple[str, str | None, int, str | None]:

@@ -461,3 +461,23 @@ def test_cli_works_while_the_service_holds_a_write_transaction(store, store_url,
         t.join()
     assert store.verify_key(capsys.readouterr().out.strip().splitlines()[-1]).role == "platform"
     assert store.get_customer("13800000077").name == "held"
+
+
+def test_earlier_tickets_by_caller_or_order(store):
+    from models.decisions import load_policy
+    from models.ticket import build_ticket, content_hash
+
+    policy = load_policy()
+    for i, (caller, order, intent) in enumerate([("13800000001", "111", "logistics_delay"),
+                                                 ("13800000002", "111", "billing_error"),
+                                                 ("13800000001", None, "product_quality")]):
+        pred = {"intent": intent, "is_complaint": True, "priority": "P3", "queue": "complaint",
+                "slots": {"order_id": order} if order else {}}
+        call = f"c{i}"
+        claim = store.claim(call, content_hash(text=call))
+        store.finish(claim, build_ticket(pred, ticket_id=f"T-{i:032x}", call_id=call, caller=caller,
+                                         policy=policy), actor="test")
+    got = store.earlier_tickets("13800000001", "111", exclude_call_id="c2")
+    assert [t["id"] for t in got] == [f"T-{1:032x}", f"T-{0:032x}"]
+    assert {t["intent"] for t in got} == {"logistics_delay", "billing_error"}
+    assert store.earlier_tickets(None, None) == []
