@@ -230,3 +230,23 @@ def test_a_champion_without_the_metrics_is_replaced_only_by_a_version_that_passe
     assert str(registry.champion_version(name).version) == no_metrics.version
     passing, _ = _register_asr_like(name, {"val_cer": 0.9, "real_cer": 0.25, "real_zero_shot_cer": 0.3}, 0.9)
     assert passing.promoted and f"version {no_metrics.version} has no real_cer or real_zero_shot_cer" in passing.reason
+
+
+def test_the_champion_is_compared_on_the_value_it_was_registered_with(store: Path):
+    """A run logs val_score at every evaluation and then once for the final model: the registry compares against the
+    registered value (the model-version tag), not the run's latest logged one."""
+    import mlflow
+    import mlflow.pytorch
+
+    with tracking.start_run("intent_tagged", {"trainer": {"device": "cpu"}}) as run:
+        tracking.log_metrics({"val_score": 0.9}, step=50)  # an evaluation during training (latest step)
+        tracking.log_metrics({"val_score": 0.6})  # the final model's score, logged at step 0
+        mlflow.pytorch.log_model(torch.nn.Linear(2, 1), name="model", serialization_format="pickle",
+                                 pip_requirements=["torch"])
+    first = registry.register_and_maybe_promote(run.info.run_id, "model", "intent_tagged", "val_score", 0.6)
+    assert first.promoted
+    with tracking.start_run("intent_tagged", {"trainer": {"device": "cpu"}}) as run2:
+        mlflow.pytorch.log_model(torch.nn.Linear(2, 1), name="model", serialization_format="pickle",
+                                 pip_requirements=["torch"])
+    second = registry.register_and_maybe_promote(run2.info.run_id, "model", "intent_tagged", "val_score", 0.7)
+    assert second.previous_champion_value == pytest.approx(0.6) and second.promoted  # 0.7 beats 0.6 (not 0.9)

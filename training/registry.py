@@ -81,6 +81,19 @@ def _run_metric(client, run_id: str | None, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _registered_value(client, mv, metric: str) -> float | None:
+    """The value of ``metric`` a version was registered with (its model-version tag), else its run's last logged
+    value. The tag comes first: a run logs a metric name several times (e.g. ``val_score`` at every evaluation of
+    training, then once for the final model), and the run's latest value need not be the registered one."""
+    raw = (getattr(mv, "tags", None) or {}).get(metric)
+    if raw is not None:
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    return _run_metric(client, mv.run_id, metric)
+
+
 def _missing(value: float | None) -> bool:
     return value is None or math.isnan(value)
 
@@ -124,7 +137,7 @@ def register_and_maybe_promote(
     value = None if value is None else float(value)
     previous = champion_version(model_name)
     prev_version = str(previous.version) if previous is not None else None
-    prev_value = _run_metric(client, previous.run_id, metric) if previous is not None else None
+    prev_value = _registered_value(client, previous, metric) if previous is not None else None
 
     source = _model_source(client, run_id, artifact_path)
     try:
