@@ -11,6 +11,7 @@ import pytest
 from training.config import CONFIG_ROOT
 
 TINY = ["data.n_train=48", "data.n_validation=16", "data.n_test=16", "trainer.max_steps=2", "trainer.progress_bar=false"]
+REFIT = ["refit.enabled=true", "data.selection_templates=1", "data.n_selection=22"]
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +41,25 @@ def _run_and_check(argv: list[str], tmp_path) -> dict:
             assert 0.0 <= metrics[f"{split}_{m}"] <= 1.0, (split, m)
     for m in ("temperature", "val_ece_before", "val_ece_after", "val_score", "train_loss"):
         assert m in metrics
-    # refit (on in intent.yaml): the tested and registered model was trained again on train + validation
-    assert metrics["refit_train_size"] == 48 + 16 and metrics["refit_seconds"] > 0 and "refit_train_loss" in metrics
+    tags = runs[0].data.tags
+    saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))  # the saved model's final scores
+    if "refit.enabled=true" in argv:  # the tested and registered model was trained again on train + validation,
+        # so it is compared on the selection split it never saw, and stage one's selection score sits beside it
+        assert metrics["refit_train_size"] == 48 + 16 and metrics["refit_seconds"] > 0 and "refit_train_loss" in metrics
+        assert tags["promotion.metric"] == "sel_score" and float(tags["promotion.value"]) == saved["sel_score"]
+        assert "stage1_sel_score" in metrics
+    else:  # the registered model is stage one's, compared on its own validation score
+        assert "refit_seconds" not in metrics
+        assert tags["promotion.metric"] == "val_score" and float(tags["promotion.value"]) == saved["val_score"]
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"config.yaml", "plots", "worst_errors.json"} <= artifacts
     plots = {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
-    assert "plots/test_confusion.png" in plots and "plots/test_noisy_per_class_f1.png" in plots
+    assert "plots/val_confusion.png" in plots and "plots/val_per_class_f1.png" in plots
+    assert not any("test" in p for p in plots), "no training run shows test errors"
+    worst = json.loads(mlflow.artifacts.load_text(f"runs:/{runs[0].info.run_id}/worst_errors.json"))
+    split_col = worst["columns"].index("split") if "columns" in worst else None
+    rows = worst["data"] if split_col is not None else [[x] for x in worst.get("split", [])]
+    assert all(r[split_col or 0] == "validation" for r in rows)
     versions = client.search_model_versions("name='intent'")
     assert len(versions) == 1 and versions[0].run_id == runs[0].info.run_id
     assert client.get_model_version_by_alias("intent", "champion").version == versions[0].version
@@ -106,7 +120,7 @@ def test_refit_members_train_an_averaged_ensemble(tmp_path):
     from models.intent.ensemble import EnsembleIntentModel
     from models.intent.understand import load_intent_model
 
-    config = _run_and_check([str(CONFIG_ROOT / "intent.yaml"), *TINY, "refit.members=2"], tmp_path)
+    config = _run_and_check([str(CONFIG_ROOT / "intent.yaml"), *TINY, *REFIT, "refit.members=2"], tmp_path)
     assert config["backend"] == "ensemble" and config["members"] == ["member-0", "member-1"]
     model = load_intent_model(tmp_path / "model_out")
     assert isinstance(model, EnsembleIntentModel) and len(model.members) == 2
@@ -123,6 +137,24 @@ def test_refit_members_need_refit(tmp_path):
         main(["--config", str(CONFIG_ROOT / "intent.yaml"), *TINY, "refit.enabled=false", "refit.members=2"])
     with pytest.raises(ConfigError, match="refit.members=0"):
         main(["--config", str(CONFIG_ROOT / "intent.yaml"), *TINY, "refit.members=0"])
+    with pytest.raises(ConfigError, match="data.selection_templates=1"):  # refit is never compared on validation
+        main(["--config", str(CONFIG_ROOT / "intent.yaml"), *TINY, "refit.enabled=true"])
+
+
+def test_selection_split_is_carved_from_training_templates_only():
+    from data.synth.text import TextGenerator, split_templates
+    from training.intent import generate_split, promote_metric_for, template_splits
+
+    gen = TextGenerator()
+    base, carved = split_templates(gen, 0), template_splits(gen, 0, selection_templates=1)
+    moved = {t for t in carved if carved[t] != base[t]}
+    assert len(moved) == 11 and all(base[t] == "train" and carved[t] == "selection" for t in moved)
+    assert all(int(t.rsplit("/", 1)[1]) < len(gen.template_ids(t.rsplit("/", 1)[0])) for t in moved)  # core only
+    sel = generate_split("selection", 22, seed=0, selection_templates=1)
+    assert {u.template_id for u in sel} <= moved
+    train = generate_split("train", 220, seed=0, extra_templates=True, selection_templates=1)
+    assert not {u.template_id for u in train} & moved
+    assert promote_metric_for("val_score", refit=True) == "sel_score" and promote_metric_for("val_score", False) == "val_score"
 
 
 def test_refit_refuses_multi_process_runs(tmp_path, monkeypatch):
@@ -131,7 +163,7 @@ def test_refit_refuses_multi_process_runs(tmp_path, monkeypatch):
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="refit.enabled=false"):
-        main(["--config", str(CONFIG_ROOT / "intent.yaml"), *TINY])
+        main(["--config", str(CONFIG_ROOT / "intent.yaml"), *TINY, *REFIT])
 
 
 def test_corpus_dir_is_read(tmp_path):

@@ -12,17 +12,29 @@ Steps of :func:`main`:
  4. model: the backend ``model.backend`` names (``char``: from scratch; ``hf``: fine-tune an encoder)
  5. fit with ``training/loop.py`` (early stopping on the validation score)
  6. calibrate: the char model's expert weights (``calibration.expert_weights: grid``, validation accuracy),
-    then temperature scaling on validation logits; ECE before/after. The validation metrics (and the
-    registry's comparison) are those of this model.
- 6b. refit (``refit.enabled``): a fresh model trained on the train *and* validation templates for the step
-    count early stopping kept, with the expert weights and temperature chosen in 6; it is the model that
-    is tested, saved and registered (more phrasings seen; the test templates stay held out). With
+    then temperature scaling on validation logits; ECE before/after
+ 6b. refit (``refit.enabled``, off by default): a fresh model trained on the train *and* validation templates for
+    the step count early stopping kept, with the expert weights and temperature chosen in 6. With
     ``refit.members`` K > 1, K such models (seeds ``trainer.seed`` + k) and their average is that model
  7. evaluate on the test split, clean and ASR-noised: intent accuracy and macro-F1, slot F1, ticket
-    completeness, complaint F1, ECE
- 8. log plots (confusion matrix, per-class F1) and the worst-errors table
+    completeness, complaint F1, ECE (aggregate scores only: no test error is logged or printed)
+ 8. log plots (confusion matrix, per-class F1) and the worst-errors table, all on validation
  9. save the model directory and log it as the run's ``model`` artifact
-10. register it and promote it to ``@champion`` if its validation metric beats the champion's
+10. register it and promote it to ``@champion`` if its promote metric beats the champion's
+
+The registry promotes the model it compares. The compared score is always the registered model's own, on
+templates it did not train on:
+
+- without refit (the default) the registered model is stage one's, and it is compared on its validation score
+  (``val_score``). Validation chose its early-stopping step, expert weights and temperature, so the figure is a
+  little optimistic, but it is that model's, and the test split is never used for a decision;
+- the refit model trains on validation too, so its validation score means nothing. Refit therefore needs a
+  *selection* split (``data.selection_templates`` > 0: that many core training templates per intent, held out from
+  stage one *and* the refit): the refit model is scored there and registered with ``sel_score``
+  (``evaluation.promote_metric`` with ``val_`` read as ``sel_``); stage one's selection score is logged as
+  ``stage1_sel_*`` beside it. Refit stays opt-in because the selection split costs training templates; the
+  earlier default (registering the refit while comparing stage one's validation score) compared one model and
+  registered another.
 """
 
 from __future__ import annotations
@@ -74,6 +86,8 @@ class IntentDataConfig:
     train_noise: AsrNoiseOptions | None = None  # training only: the simulated ASR errors there (None: ``noise``)
     keyword_swap: float = 0.0  # training only: share of utterances that also give a copy with intent keywords swapped
     extra_templates: bool = False  # training only: also draw from data/synth/extra_templates.py (always "train")
+    selection_templates: int = 0  # core training templates per intent held out as the selection split (refit needs it)
+    n_selection: int = 1000  # generated selection utterances (with selection_templates > 0)
     batch_size: int = 64  # training batch size
 
 
@@ -94,7 +108,8 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class RefitConfig:
-    enabled: bool = False  # after calibration, train a fresh model on train + validation templates (one process only)
+    enabled: bool = False  # after calibration, train a fresh model on train + validation templates (one process
+    # only); needs data.selection_templates > 0: the refit model is scored and compared on the selection split
     step_scale: Literal["data", "same"] = "data"  # refit steps: the kept step count scaled by the data size, or the same
     members: int = 1  # refit models trained (seeds trainer.seed, +1, ...); > 1: their average is tested and registered
 
@@ -208,19 +223,38 @@ def augment_for_training(clean: Sequence[Labelled], cfg: IntentDataConfig) -> li
     return mix_noise(spliced, cfg.noise_prob, cfg.train_noise or cfg.noise, seed=cfg.seed + 1)
 
 
+def template_splits(gen, seed: int, selection_templates: int = 0) -> dict[str, str]:
+    """template id -> split: ``data.synth.text.split_templates``, then ``selection_templates`` of each intent's core
+    training templates (drawn with ``seed``) become ``"selection"``; validation and test stay as they were."""
+    from data.synth.text import split_templates
+
+    out = split_templates(gen, seed)
+    if selection_templates <= 0:
+        return out
+    for intent in gen.taxonomy.intent_names:
+        core = [t for t in gen.template_ids(intent) if out[t] == "train"]
+        if len(core) <= selection_templates:
+            raise ConfigError(f"data.selection_templates={selection_templates}: intent {intent} has only {len(core)} "
+                              "core training templates, and training needs at least one")
+        for t in random.Random(f"selection:{seed}:{intent}").sample(core, selection_templates):
+            out[t] = "selection"
+    return out
+
+
 def generate_split(split: str, n: int, seed: int, taxonomy: Taxonomy = DEFAULT_TAXONOMY,
-                   extra_templates: bool = False) -> list[Labelled]:
+                   extra_templates: bool = False, selection_templates: int = 0) -> list[Labelled]:
     """``n`` utterances from the templates of ``split`` (held out from the others), evenly over intents.
 
     ``extra_templates``: the training split also draws from the training-only phrasings of
-    :mod:`data.synth.extra_templates`; validation and test are the same either way.
+    :mod:`data.synth.extra_templates`; validation and test are the same either way. ``selection_templates``: that
+    many core training templates per intent form the ``"selection"`` split instead (:func:`template_splits`).
     """
     from tqdm import tqdm
 
-    from data.synth.text import TextGenerator, split_templates
+    from data.synth.text import TextGenerator
 
     gen = TextGenerator()
-    template_split = split_templates(gen, seed)
+    template_split = template_splits(gen, seed, selection_templates)
     rng = random.Random(f"{seed}-{split}")
     intents = taxonomy.intent_names
     templates = {i: [t for t in gen.template_ids(i, extra=extra_templates) if template_split.get(t) == split]
@@ -264,14 +298,20 @@ def read_split(corpus_dir: str | Path, split: str, taxonomy: Taxonomy = DEFAULT_
 
 
 def load_data(cfg: IntentDataConfig) -> dict[str, list[Labelled]]:
-    """Clean train/validation/test utterances (generated or read from ``cfg.corpus_dir``)."""
+    """Clean train/validation/test utterances (generated or read from ``cfg.corpus_dir``), and ``selection`` when
+    ``cfg.selection_templates`` > 0 (generated) or the corpus has ``selection.jsonl``."""
     if cfg.corpus_dir:
         corpus = Path(cfg.corpus_dir)
         if not corpus.is_absolute() and not corpus.exists():
             corpus = REPO_ROOT / corpus  # relative to the repository, wherever the command runs
-        return {s: read_split(corpus, s) for s in SPLITS}
-    sizes = {"train": cfg.n_train, "validation": cfg.n_validation, "test": cfg.n_test}
-    return {s: generate_split(s, sizes[s], cfg.seed, extra_templates=cfg.extra_templates) for s in SPLITS}
+        out = {s: read_split(corpus, s) for s in SPLITS}
+        if (corpus / "selection.jsonl").is_file():
+            out["selection"] = read_split(corpus, "selection")
+        return out
+    sizes = {"train": cfg.n_train, "validation": cfg.n_validation, "test": cfg.n_test, "selection": cfg.n_selection}
+    splits = SPLITS + (("selection",) if cfg.selection_templates > 0 else ())
+    return {s: generate_split(s, sizes[s], cfg.seed, extra_templates=cfg.extra_templates,
+                              selection_templates=cfg.selection_templates) for s in splits}
 
 
 def build_gazetteer(data: Sequence[Labelled]) -> dict[str, tuple[str, ...]]:
@@ -470,6 +510,20 @@ def refit(model, clean: Sequence[Labelled], kept_steps: int, steps_per_epoch: in
     return new
 
 
+def selection_metrics(model, selection: Sequence[Labelled], labels: LabelMaps, ece_bins: int) -> dict[str, float]:
+    """``sel_*`` scores (and ``sel_score``, as ``val_score``) of ``model`` on the selection split."""
+    logits, tags = model.scores([u.text for u in selection])
+    m = {f"sel_{k}": v for k, v in score(decide(model, selection, logits, tags), selection, labels, ece_bins).items()}
+    m["sel_score"] = (m["sel_intent_accuracy"] + m["sel_slot_f1"]) / 2
+    return m
+
+
+def promote_metric_for(configured: str, refit: bool) -> str:
+    """The metric the registry compares: the configured one, or with refit its selection-split twin (``val_score``
+    -> ``sel_score``), since the refit model trained on validation."""
+    return "sel_" + configured[len("val_"):] if refit and configured.startswith("val_") else configured
+
+
 def _log_metrics(metrics: Mapping[str, float]) -> None:
     from training.tracking import log_metrics
 
@@ -496,6 +550,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if refit_cfg.members < 1 or (refit_cfg.members > 1 and not refit_cfg.enabled):
         raise ConfigError(f"refit.members={refit_cfg.members}: the number of refit models must be >= 1, and more than "
                           "one needs refit.enabled=true (members are refit models)")
+    if refit_cfg.enabled and not data_cfg.corpus_dir and data_cfg.selection_templates <= 0:
+        raise ConfigError("refit.enabled=true: the refit model trains on validation, so it is scored and compared on a "
+                          "selection split that neither stage trains on; set data.selection_templates=1 (or more)")
     if refit_cfg.enabled and D.env_world_size() > 1:
         raise ConfigError("refit.enabled=true trains the final model in one process after the ranks finish; "
                           "pass refit.enabled=false for a multi-process (torchrun) run")
@@ -514,6 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     validation = mix_noise(clean["validation"], data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 2)
     noisy_test = mix_noise(clean["test"], 1.0, data_cfg.noise, seed=eval_cfg.noise_seed)
     test = {"test": clean["test"], "test_noisy": noisy_test}
+    if refit_cfg.enabled and "selection" not in clean:
+        raise ConfigError(f"refit.enabled=true needs a selection split: {data_cfg.corpus_dir}/selection.jsonl is missing")
+    selection = (mix_noise(clean["selection"], data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 5)
+                 if "selection" in clean else None)
     print(f"[intent] data: {len(train)} train, {len(validation)} validation, {len(clean['test'])} test "
           f"({'corpus ' + data_cfg.corpus_dir if data_cfg.corpus_dir else 'generated text'}) in {time.time() - t0:.1f}s")
 
@@ -554,6 +615,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         val_metrics = {f"val_{k}": v for k, v in score(val_preds, validation, labels, calib_cfg.ece_bins).items()}
         val_metrics["val_score"] = (val_metrics["val_intent_accuracy"] + val_metrics["val_slot_f1"]) / 2
         _log_metrics(val_metrics)
+        registered_metrics = dict(val_metrics)  # the registered model's own scores on data it did not train on
+        if selection is not None:
+            sel = selection_metrics(model, selection, labels, calib_cfg.ece_bins)
+            _log_metrics({f"stage1_{k}": v for k, v in sel.items()})
+            if not refit_cfg.enabled:
+                registered_metrics.update(sel)
+                _log_metrics(sel)
 
         # 6b. refit: fresh models on train + validation, same recipe and step count, stage-6 calibration; with
         #     refit.members > 1, one per seed, averaged
@@ -571,6 +639,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model = EnsembleIntentModel(members)  # each member carries the stage-one temperature
             refit_seconds = time.time() - t_refit
             _log_metrics({"refit_seconds": refit_seconds, "refit_train_size": len(clean["train"]) + len(clean["validation"])})
+            registered_metrics = selection_metrics(model, selection, labels, calib_cfg.ece_bins)  # not val_*: seen
+            _log_metrics(registered_metrics)
 
         # 7. evaluate on the test split, clean and ASR-noised
         metrics: dict[str, float] = {}
@@ -586,13 +656,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics["train_wall_seconds"] = time.time() - t0
         _log_metrics(metrics)
 
-        # 8. plots and the worst-errors table
-        errors: list[dict] = []
-        for split, data in test.items():
-            y_true, y_pred = [u.intent for u in data], [p.intent for p in preds[split]]
-            log_confusion_matrix(y_true, y_pred, labels.intents, f"{split}_confusion")
-            log_per_class_f1(y_true, y_pred, labels.intents, f"{split}_per_class_f1", metric_prefix=f"{split}_")
-            errors += worst_errors(preds[split], data, split, eval_cfg.worst_errors)
+        # 8. plots and the worst-errors table, on validation (stage one's model): no test error is ever shown
+        y_true, y_pred = [u.intent for u in validation], [p.intent for p in val_preds]
+        log_confusion_matrix(y_true, y_pred, labels.intents, "val_confusion")
+        log_per_class_f1(y_true, y_pred, labels.intents, "val_per_class_f1", metric_prefix="val_")
+        errors = worst_errors(val_preds, validation, "validation", eval_cfg.worst_errors)
         if run is not None:
             columns = ("split", "text", "gold_intent", "pred_intent", "confidence", "slot_errors")
             table = {k: [r[k] for r in errors] for k in columns}
@@ -603,19 +671,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_dir = Path(args.out) if args.out else Path(tmp) / MODEL_ARTIFACT
             model.save(model_dir)
             (model_dir / "metrics.json").write_text(
-                json.dumps({**calib, **val_metrics, **metrics}, ensure_ascii=False, indent=2), encoding="utf-8")
+                json.dumps({**calib, **val_metrics, **registered_metrics, **metrics}, ensure_ascii=False, indent=2), encoding="utf-8")
             if run is not None:
                 log_model_dir(model_dir)
 
-        # 10. register and maybe promote to @champion on the validation metric
+        # 10. register and maybe promote to @champion on the registered model's own held-out score
         decision = None
         if run is not None:
-            if eval_cfg.promote_metric not in val_metrics:
+            promote = promote_metric_for(eval_cfg.promote_metric, refit_cfg.enabled)
+            if promote not in registered_metrics:
                 raise ConfigError(
-                    f"evaluation.promote_metric '{eval_cfg.promote_metric}' is not one of {sorted(val_metrics)}"
+                    f"evaluation.promote_metric '{eval_cfg.promote_metric}' (compared as '{promote}') is not one of "
+                    f"{sorted(registered_metrics)}"
                 )
-            decision = register_and_maybe_promote(run.info.run_id, MODEL_ARTIFACT, model_name, eval_cfg.promote_metric,
-                                                  val_metrics[eval_cfg.promote_metric])
+            decision = register_and_maybe_promote(run.info.run_id, MODEL_ARTIFACT, model_name, promote,
+                                                  registered_metrics[promote])
 
     print(_summary(metrics, calib, result.global_step, decision))
     return 0
