@@ -7,6 +7,7 @@ service, ``hotline predict`` and the notebooks all call these same functions.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -60,6 +61,21 @@ class WaitRules:
     callback_after_seconds: float  # offer a call back when the estimated wait is over this
 
 
+@dataclass(frozen=True)
+class TierRules:
+    """When a complaint is "major" and goes to the specialist team at once (any rule fires; the first one is kept)."""
+
+    specialist_queue: str  # the specialist team's queue (declared under `queues`)
+    intents: tuple[str, ...] = ()  # intents that are always major
+    min_amount: float | None = None  # slot `amount` (yuan) at or above this
+    emotions: tuple[str, ...] = ()  # the caller's emotion is one of these ...
+    min_emotion_confidence: float = 0.0  # ... read with at least this confidence
+    repeat_complaints: int | None = None  # the customer's complaint_count at or above this
+    vip_level: int | None = None  # the customer's vip_level at or above this
+    threat_cues: tuple[str, ...] = ()  # regulator or media threats in the words or the complaint evidence
+    complaints_only: bool = True  # non-complaint calls always stay first-line
+
+
 DEFAULT_SLA = SlaRules(
     resolve_hours={"P1": 4.0, "P2": 24.0, "P3": 48.0, "P4": 72.0},
     escalations={p: ((2.0, "supervisor"), (4.0, "director")) for p in PRIORITIES},
@@ -83,6 +99,9 @@ class Policy:
     sla: SlaRules = DEFAULT_SLA  # deadlines and the escalation chain
     wait: WaitRules = DEFAULT_WAIT  # estimated waits and call-back offers
     skip_ivr_for_complaints: bool = True  # complaint callers skip the IVR menu
+    tiers: TierRules = TierRules(specialist_queue="complaint")  # no rule: every ticket stays first-line
+    regional_managers: Mapping[str, str] = field(default_factory=dict)  # region -> who gets tiered alerts
+    default_regional_manager: str = "regional-manager"  # for a region the map does not name (or no region)
     source: str = ""  # the file the policy was read from
     taxonomy: Taxonomy = field(default=DEFAULT_TAXONOMY, repr=False, compare=False)  # labels it was checked against
 
@@ -196,6 +215,12 @@ def policy_from_dict(raw: Mapping[str, Any], source: str = "<dict>", taxonomy: T
     complaint_queue = str(raw.get("complaint_queue", "complaint"))
     if complaint_queue not in queues:
         raise PolicyError(f"policy {source}: complaint_queue {complaint_queue!r} is not declared under `queues`")
+    tiers = _tier_rules(raw.get("tiers"), complaint_queue, queues, taxonomy, f"policy {source}, tiers")
+    managers_raw = raw.get("regional_managers") or {}
+    if not isinstance(managers_raw, Mapping):
+        raise PolicyError(f"policy {source}, regional_managers: a map region -> contact, with an optional `default`")
+    managers = {str(k): str(v) for k, v in managers_raw.items() if k != "default"}
+    default_manager = str(managers_raw.get("default", "regional-manager"))
     return Policy(
         version=str(raw["version"]),
         name=str(raw.get("name", Path(source).stem)),
@@ -211,6 +236,9 @@ def policy_from_dict(raw: Mapping[str, Any], source: str = "<dict>", taxonomy: T
         sla=sla,
         wait=wait,
         skip_ivr_for_complaints=bool(raw.get("skip_ivr_for_complaints", True)),
+        tiers=tiers,
+        regional_managers=managers,
+        default_regional_manager=default_manager,
         source=source,
         taxonomy=taxonomy,
     )
@@ -235,6 +263,36 @@ def _sla_rules(raw: Mapping[str, Any] | None, where: str) -> SlaRules:
         if h <= 0:
             raise PolicyError(f"{where}.resolve_hours.{p} must be > 0 hours, got {h}")
     return SlaRules(resolve_hours=hours, escalations=chains)
+
+
+def _tier_rules(raw: Mapping[str, Any] | None, complaint_queue: str, queues: Mapping[str, str], taxonomy: Taxonomy,
+                where: str) -> TierRules:
+    """The ``tiers`` section (absent: nothing is major). Each rule is optional; see models/policies/default.yaml."""
+    if not raw:
+        return TierRules(specialist_queue=complaint_queue)
+    q = str(raw.get("specialist_queue", complaint_queue))
+    if q not in queues:
+        raise PolicyError(f"{where}.specialist_queue {q!r} is not declared under `queues` ({', '.join(queues)})")
+    major = raw.get("major") or {}
+    emo = major.get("emotion") or {}
+
+    def opt(v: Any, kind: type) -> Any:
+        return None if v is None else kind(v)
+
+    rules = TierRules(
+        specialist_queue=q,
+        intents=_labels(major.get("intents", ()), "intent", taxonomy, f"{where}.major.intents"),
+        min_amount=opt(major.get("min_amount"), float),
+        emotions=_labels(emo.get("labels", ()), "emotion", taxonomy, f"{where}.major.emotion"),
+        min_emotion_confidence=float(emo.get("min_confidence", 0.0)),
+        repeat_complaints=opt(major.get("repeat_complaints"), int),
+        vip_level=opt(major.get("vip_level"), int),
+        threat_cues=tuple(str(c) for c in major.get("threat_cues", ())),
+        complaints_only=bool(raw.get("complaints_only", True)),
+    )
+    if not 0.0 <= rules.min_emotion_confidence <= 1.0:
+        raise PolicyError(f"{where}.major.emotion.min_confidence must lie in [0, 1]")
+    return rules
 
 
 def _chain(steps: Any, where: str) -> tuple[tuple[float, str], ...]:
@@ -381,6 +439,69 @@ def sla_deadlines(priority: str, created_at: Any, policy: Policy) -> tuple[Any, 
     due = created_at + timedelta(hours=policy.sla.resolve_hours[priority])
     steps = tuple((created_at + timedelta(hours=h), to) for h, to in policy.sla.escalations[priority])
     return due, steps
+
+
+_AMOUNT = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _amount(value: Any) -> float | None:
+    """Yuan from a slot value ("2999", "2999.5", "2,999元"); None when there is no number."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = _AMOUNT.search(str(value).replace(",", "").replace("，", ""))
+    return float(m.group()) if m else None
+
+
+def tier(prediction: Any, customer: Any, policy: Policy) -> tuple[str, str | None]:
+    """("first_line" | "specialist", the rule that decided) of a call under the policy's ``tiers`` section.
+
+    ``prediction`` is the pipeline's output (or any mapping/object with ``intent``, ``is_complaint``, ``slots``,
+    ``emotion``/``emotion_peak`` and ``emotion_confidence``, ``complaint_evidence``, ``transcript``/``message``);
+    ``customer`` an optional profile (``vip_level``, ``complaint_count``). Ordinary complaints, and every
+    non-complaint when ``complaints_only``, stay first-line. Rules in order: intent, amount, emotion, repeat
+    count, VIP level, regulator or media threat; the first that fires is returned."""
+    t = policy.tiers
+    intent = _get(prediction, "intent")
+    is_complaint = _get(prediction, "is_complaint")
+    if is_complaint is None and intent is not None:
+        is_complaint = policy.taxonomy.is_complaint(str(intent))
+    if t.complaints_only and not is_complaint:
+        return "first_line", None
+    if intent is not None and str(intent) in t.intents:
+        return "specialist", f"intent {intent} is always major"
+    if t.min_amount is not None:
+        amount = _amount((_get(prediction, "slots") or {}).get("amount"))
+        if amount is not None and amount >= t.min_amount:
+            return "specialist", f"amount {amount:g} >= {t.min_amount:g}"
+    if t.emotions:
+        emotion = _get(prediction, "emotion") or _get(prediction, "emotion_peak")
+        conf = _get(prediction, "emotion_confidence")
+        if emotion in t.emotions and (conf is None or float(conf) >= t.min_emotion_confidence):
+            shown = "" if conf is None else f" {float(conf):.2f}"
+            return "specialist", f"emotion {emotion}{shown} >= {t.min_emotion_confidence:.2f}"
+    if customer:
+        complaints = int(_get(customer, "complaint_count", 0) or 0)
+        if t.repeat_complaints is not None and complaints >= t.repeat_complaints:
+            return "specialist", f"repeat complainant: {complaints} complaints >= {t.repeat_complaints}"
+        vip = int(_get(customer, "vip_level", 0) or 0)
+        if t.vip_level is not None and vip >= t.vip_level:
+            return "specialist", f"VIP level {vip} >= {t.vip_level}"
+    if t.threat_cues:
+        words = " ".join(str(_get(prediction, k) or "") for k in ("transcript", "message", "text"))
+        cues = set(_cue_names(_get(prediction, "complaint_evidence", ()) or ()))
+        for cue in t.threat_cues:
+            if cue in cues or (cue and cue in words):
+                return "specialist", f"regulator or media threat: {cue}"
+    return "first_line", None
+
+
+def regional_manager(customer: Any, policy: Policy) -> str:
+    """Who gets the tiered alert of a caller: the manager of the customer's region, else the policy's default."""
+    region = _get(customer, "region") if customer else None
+    return policy.regional_managers.get(str(region), policy.default_regional_manager) if region else \
+        policy.default_regional_manager
 
 
 def estimated_wait(queue: str, queue_state: Mapping[str, Any] | None, policy: Policy, vip: bool = False

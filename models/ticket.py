@@ -21,18 +21,22 @@ Priority = Literal["P1", "P2", "P3", "P4"]
 Channel = Literal["phone", "chat", "email", "wechat"]
 Status = Literal["open", "assigned", "escalated", "resolved", "closed"]
 Speaker = Literal["agent", "customer", "mono"]  # "mono": a one-channel recording, speakers not separated
-EventType = Literal["created", "assign", "comment", "escalate", "resolve", "close", "reopen", "satisfaction"]
+EventType = Literal["created", "assign", "comment", "escalate", "reprioritize", "resolve", "close", "reopen",
+                    "satisfaction"]
 CHANNELS: tuple[str, ...] = ("phone", "chat", "email", "wechat")
-EVENT_TYPES: tuple[str, ...] = ("assign", "comment", "escalate", "resolve", "close", "reopen", "satisfaction")
+EVENT_TYPES: tuple[str, ...] = ("assign", "comment", "escalate", "reprioritize", "resolve", "close", "reopen",
+                                "satisfaction")
 MASK = "****"  # what replaces the middle digits of a phone number
 
-# Which events each status allows, and the status they lead to (None: the status stays).
+# Which events each status allows, and the status they lead to (None: the status stays). "reprioritize"
+# ({"priority": "P1"}) changes the priority of an unfinished ticket and recomputes its SLA deadlines.
 TRANSITIONS: dict[str, dict[str, str | None]] = {
-    "open": {"assign": "assigned", "comment": None, "escalate": "escalated", "resolve": "resolved", "close": "closed"},
-    "assigned": {"assign": "assigned", "comment": None, "escalate": "escalated", "resolve": "resolved",
-                 "close": "closed"},
-    "escalated": {"assign": "escalated", "comment": None, "escalate": "escalated", "resolve": "resolved",
-                  "close": "closed"},
+    "open": {"assign": "assigned", "comment": None, "escalate": "escalated", "reprioritize": None,
+             "resolve": "resolved", "close": "closed"},
+    "assigned": {"assign": "assigned", "comment": None, "escalate": "escalated", "reprioritize": None,
+                 "resolve": "resolved", "close": "closed"},
+    "escalated": {"assign": "escalated", "comment": None, "escalate": "escalated", "reprioritize": None,
+                  "resolve": "resolved", "close": "closed"},
     "resolved": {"comment": None, "close": "closed", "reopen": "open", "satisfaction": None},
     "closed": {"comment": None, "reopen": "open", "satisfaction": None},
 }
@@ -121,6 +125,8 @@ class Ticket(Model):
     priority: Priority
     queue: str
     skill_group: str
+    tier: Literal["first_line", "specialist"] = "first_line"  # decisions.tier: major complaints go to specialists
+    tier_rule: str | None = None  # the tier rule that sent it to the specialists (None: first line)
     dialect_group: str | None = None
     dialect: str | None = None
     dialect_confidence: float | None = None
@@ -236,6 +242,8 @@ def build_ticket(
     policy: Policy,
     model_versions: Mapping[str, Any] | None = None,
     absent_models: Sequence[str] = (),
+    tier: str = "first_line",
+    tier_rule: str | None = None,
 ) -> Ticket:
     """The ticket of one processed call or message. ``prediction`` is :meth:`models.pipeline.Pipeline.process`'s
     output (it already holds the routing decision, review and missing slots under ``policy``)."""
@@ -254,6 +262,10 @@ def build_ticket(
     slots = {k: str(v) for k, v in (prediction.get("slots") or {}).items() if v not in (None, "")}
     missing = list(prediction.get("missing_slots") or ())
     reasons = list(prediction.get("route_reasons") or ())
+    queue = str(prediction["queue"])
+    if tier == "specialist":  # decisions.tier: a major complaint goes to the specialist team at once
+        queue = policy.tiers.specialist_queue
+        reasons.append(f"major complaint ({tier_rule}): queue {queue}")
     return Ticket(
         id=ticket_id,
         call_id=call_id,
@@ -270,7 +282,9 @@ def build_ticket(
         slots=slots,
         missing_slots=missing,
         priority=priority,  # type: ignore[arg-type]
-        queue=str(prediction["queue"]),
+        queue=queue,
+        tier=tier,  # type: ignore[arg-type]
+        tier_rule=tier_rule,
         skill_group=str(prediction.get("skill") or prediction["queue"]),
         dialect_group=prediction.get("dialect_group"),
         dialect=prediction.get("dialect"),
