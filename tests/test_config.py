@@ -179,3 +179,92 @@ def test_every_repo_experiment_composes(name: str):
         to_dataclass(OptimConfig, cfg["optim"])
     if "trainer" in cfg:
         to_dataclass(TrainerConfig, cfg["trainer"])
+
+
+# -- one source of defaults: the YAML files; the dataclasses mirror the default files --------------------------
+def _default_of(f):
+    import dataclasses
+
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _disagreements(dc: type, node, where: str) -> list[str]:
+    """Keys of ``node`` whose value differs from ``dc``'s default (nested dataclasses recursed)."""
+    import dataclasses
+
+    out: list[str] = []
+    if not isinstance(node, dict):
+        return out
+    fields = {f.name: f for f in dataclasses.fields(dc)}
+    for key, value in node.items():
+        if key not in fields or (default := _default_of(fields[key])) is dataclasses.MISSING:
+            continue
+        if dataclasses.is_dataclass(default):
+            out += _disagreements(type(default), value, f"{where}.{key}")
+            continue
+        if default is None and isinstance(value, dict):  # an optional sub-config the file spells out
+            continue
+        d = list(default) if isinstance(default, tuple) else default
+        v = list(value) if isinstance(value, tuple) else value
+        if isinstance(d, float) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            same = float(v) == d
+        else:
+            same = d == v
+        if not same:
+            out.append(f"{where}.{key}: YAML {value!r}, dataclass {default!r}")
+    return out
+
+
+def _own_yaml(rel: str) -> dict:
+    data = yaml.safe_load((CONFIG_ROOT / rel).read_text(encoding="utf-8")) or {}
+    data.pop("defaults", None)
+    return data
+
+
+def test_yaml_and_dataclass_defaults_agree():
+    """The default file of every typed node and the experiment-only nodes (calibration, evaluation, refit) carry the
+    same values as the dataclass defaults. Not checked, by design: variant files (data/intent_corpus.yaml,
+    data/emotion_folders.yaml, trainer/*.yaml: alternatives of one dataclass; an experiment's own overrides of a
+    concern file, which sit in plain sight in the experiment), and model-architecture dataclasses
+    (models.intent.charmodel.CharModelConfig, models.emotion.model.EmotionModelConfig, the HF backends), whose
+    defaults are what a model saved before a field existed loads with (feature off)."""
+    from models.asr.dialect_id import DialectIdConfig
+    from training import asr, dialect, emotion, intent
+    from training.loop import OptimConfig
+
+    concern_files = {
+        "data/intent_synth.yaml": intent.IntentDataConfig,
+        "data/asr_corpus.yaml": asr.AsrDataConfig,
+        "model/asr_whisper.yaml": asr.AsrModelConfig,
+        "data/dialect_corpus.yaml": dialect.DialectDataConfig,
+        "model/dialect_head.yaml": DialectIdConfig,
+        "data/emotion_corpus.yaml": emotion.EmotionDataConfig,
+    }
+    experiment_nodes = {
+        "intent.yaml": {"calibration": intent.CalibrationConfig, "evaluation": intent.EvaluationConfig,
+                        "refit": intent.RefitConfig},
+        "asr.yaml": {"evaluation": asr.AsrEvaluationConfig},
+        "dialect.yaml": {"evaluation": dialect.EvaluationConfig},
+        "emotion.yaml": {"calibration": emotion.CalibrationConfig, "evaluation": emotion.EvaluationConfig},
+    }
+    problems: list[str] = []
+    for rel, dc in concern_files.items():
+        problems += _disagreements(dc, _own_yaml(rel), rel)
+    for rel, nodes in experiment_nodes.items():
+        own = _own_yaml(rel)
+        for node, dc in nodes.items():
+            problems += _disagreements(dc, own.get(node, {}), f"{rel}:{node}")
+    # optim: one file, the only source of OptimConfig's values apart from the learning rate experiments set
+    problems += [p for p in _disagreements(OptimConfig, _own_yaml("optim/adamw.yaml"), "optim/adamw.yaml")
+                 if "warmup_ratio" not in p]  # warmup: every experiment sets its own (intent 0.05, asr 0.1, ...)
+    assert not problems, "YAML and dataclass defaults disagree (the YAML is the source):\n" + "\n".join(problems)
+
+
+def test_the_defaults_check_catches_a_disagreement():
+    from training.intent import IntentDataConfig
+
+    assert _disagreements(IntentDataConfig, {"n_train": 3, "seed": 0}, "x") == ["x.n_train: YAML 3, dataclass 10000"]

@@ -121,7 +121,7 @@ class AsrModelConfig:
     dropout: float = 0.0  # WhisperConfig.dropout during fine-tuning
     state_mask: StateMaskConfig = field(default_factory=StateMaskConfig)  # encoder: cached
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)  # encoder: frozen or trained
-    interpolate: float = 1.0  # WiSE-FT: keep base + interpolate * (tuned - base); < 1 keeps more of the pretrained
+    interpolate: float = 0.5  # WiSE-FT: keep base + interpolate * (tuned - base); < 1 keeps more of the pretrained
     # model's general knowledge (fixed a priori, not tuned on real speech)
 
 

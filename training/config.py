@@ -5,24 +5,33 @@ Layout (lightning-hydra-template style, without hydra)::
     training/configs/
         data/<name>.yaml        one file per concern: its content becomes the `data:` node
         model/<name>.yaml       ... the `model:` node
-        optim/<name>.yaml       ... the `optim:` node
-        trainer/<name>.yaml     ... the `trainer:` node
-        <model>.yaml            an experiment (e.g. intent.yaml): what `hotline train <model>` runs
-        experiment/<name>.yaml  more experiments (variants, sweeps, tiny test settings)
+        optim/<name>.yaml       ... the `optim:` node (adamw.yaml)
+        trainer/<name>.yaml     ... the `trainer:` node (cpu.yaml, ddp_cpu.yaml, gpu.yaml)
+        <model>.yaml            an experiment: what `hotline train <model>` runs (intent, asr, dialect, emotion)
+                                and its variants (intent_hf, asr_gpu, emotion_hf), which inherit one of them
 
 An experiment names one file per concern and then overrides only what differs::
 
     # training/configs/intent.yaml
-    defaults: [{data: synth_small}, {model: intent_char}, {optim: adamw}, {trainer: cpu}]
-    optim: {lr: 3.0e-4}          # deep-merged over optim/adamw.yaml: only lr changes
-    seed: 7                      # new top-level keys are fine in files
+    defaults: [{data: intent_synth}, {model: intent_char}, {optim: adamw}, {trainer: cpu}]
+    optim: {lr: 3.0e-3}          # deep-merged over optim/adamw.yaml: only lr changes
+    threads: 1                   # new top-level keys are fine in files
+
+    # training/configs/asr_gpu.yaml
+    defaults: [{experiment: asr}, {trainer: gpu}]
+
+One source of defaults: the YAML files. The dataclasses a node is typed as (``training.intent.IntentDataConfig``,
+``training.asr.AsrModelConfig``, ...) carry the same defaults as the default files, so code that builds one
+directly gets what ``hotline train`` gets; ``tests/test_config.py`` fails when the two disagree. The exceptions
+are listed there with their reason (e.g. model-architecture configs whose defaults are what a model saved before a
+field existed loads with, and trainer files that are alternatives of one dataclass).
 
 Composition rules:
 
 - ``{<concern>: <name>}`` loads ``<root>/<concern>/<name>.yaml`` into the ``<concern>`` node.
-- ``{experiment: <name>}`` inherits another experiment: ``<root>/experiment/<name>.yaml``, or else
-  ``<root>/<name>.yaml`` (so ``experiment/intent_tiny.yaml`` can start from ``intent.yaml``). Chains of
-  any depth work; cycles are an error.
+- ``{experiment: <name>}`` inherits another experiment: ``<root>/experiment/<name>.yaml`` if that folder
+  has it, else ``<root>/<name>.yaml`` (as ``asr_gpu.yaml`` starts from ``asr.yaml``). Chains of any depth
+  work; cycles are an error.
 - Order, lowest priority first: parent experiments (fully composed), then concern files, then the
   file's own keys (a file always wins over its defaults). Dicts merge key by key; lists and scalars
   are replaced whole.

@@ -82,7 +82,7 @@ class EvaluationConfig:
     ablation: bool = True  # also train encoder-only / encoder+prosody / prosody-only heads and log their metrics
     text_ngram: bool = True  # train the n-gram text signal on training transcripts (else the lexicon only)
     weibo_path: str | None = "../shared/realtext/weibo_emotion_test.txt"  # real texts for the text signal; null = skip
-    max_calls: int = 10  # test calls scored per segment, for trajectories and alerts (0 = none)
+    max_calls: int = 50  # test calls scored per segment, for trajectories and alerts (0 = none)
     alert_threshold: float = 0.6  # AlertOptions.threshold for the call evaluation
     alert_min_span_s: float = 8.0  # AlertOptions.min_span_s
     angry_recall_target: float | None = 0.95  # escalation operating point on the fused scores (null: none)

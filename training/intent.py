@@ -76,7 +76,7 @@ MODEL_ARTIFACT = "model"  # the run's artifact folder holding the saved model di
 @dataclass(frozen=True)
 class IntentDataConfig:
     corpus_dir: str | None = None  # folder with {train,validation,test}.jsonl; None = generate text
-    n_train: int = 20000  # generated training utterances
+    n_train: int = 10000  # generated training utterances
     n_validation: int = 2000  # generated validation utterances
     n_test: int = 2000  # generated test utterances
     seed: int = 0  # template split and utterance draws
@@ -84,8 +84,8 @@ class IntentDataConfig:
     clause_splice: float = 0.5  # training only: share of utterances that also give a clause-spliced copy
     noise: AsrNoiseOptions = field(default_factory=AsrNoiseOptions)  # the simulated ASR errors (validation, test)
     train_noise: AsrNoiseOptions | None = None  # training only: the simulated ASR errors there (None: ``noise``)
-    keyword_swap: float = 0.0  # training only: share of utterances that also give a copy with intent keywords swapped
-    extra_templates: bool = False  # training only: also draw from data/synth/extra_templates.py (always "train")
+    keyword_swap: float = 0.4  # training only: share of utterances that also give a copy with intent keywords swapped
+    extra_templates: bool = True  # training only: also draw from data/synth/extra_templates.py (always "train")
     selection_templates: int = 0  # core training templates per intent held out as the selection split (refit needs it)
     n_selection: int = 1000  # generated selection utterances (with selection_templates > 0)
     batch_size: int = 64  # training batch size
@@ -95,7 +95,7 @@ class IntentDataConfig:
 class CalibrationConfig:
     method: Literal["lbfgs", "grid"] = "lbfgs"  # how the temperature is fitted
     ece_bins: int = DEFAULT_ECE_BINS  # bins of the expected calibration error
-    expert_weights: Literal["fixed", "grid"] = "fixed"  # char model: keep the configured expert weights, or pick them on validation
+    expert_weights: Literal["fixed", "grid"] = "grid"  # char model: keep the configured expert weights, or pick them on validation
     expert_grid: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)  # candidate weights per expert for "grid"
 
 
