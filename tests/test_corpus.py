@@ -120,6 +120,25 @@ def test_failed_items_are_counted_not_fatal(tmp_path, monkeypatch):
     assert "FAILED" in rep.table()
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert len(stats["failures"]) == len(rep.failures)
+    # past the threshold the report refuses: `hotline data synth` exits non-zero
+    assert rep.failed_fraction == pytest.approx(len(rep.failures) / 30) and not rep.ok()
+    with pytest.raises(corpus.SynthesisFailed, match=f"{len(rep.failures)} of 30 items failed.*yue"):
+        rep.check()
+    assert rep.ok(max_failed_fraction=1.0) and rep.check(1.0) is rep
+
+
+def test_failure_threshold_on_report_counts():
+    from data.synth.corpus import DEFAULT_MAX_FAILED_FRACTION, CorpusReport, SynthesisFailed
+
+    def report(ok: int, failed: int) -> CorpusReport:
+        return CorpusReport("out", "tiny", 0, ok, 0, [{"id": f"u{k}", "error": "boom"} for k in range(failed)], 1.0,
+                            1.0, {})
+
+    assert DEFAULT_MAX_FAILED_FRACTION == 0.01
+    assert report(99, 1).ok() and not report(98, 2).ok()  # 1% allowed, 2% not
+    assert not report(0, 0).ok()  # nothing rendered is no success
+    with pytest.raises(SynthesisFailed, match="2 of 100 items failed"):
+        report(98, 2).check()
 
 
 def test_unknown_size_is_a_clear_error(tmp_path):

@@ -240,6 +240,14 @@ def _render_call(item: Item) -> dict:
 
 
 # -- the whole corpus ---------------------------------------------------------------------------------
+DEFAULT_MAX_FAILED_FRACTION = 0.01  # `hotline data synth --max-failed-fraction`: above this share of failed items, exit 1
+
+
+class SynthesisFailed(RuntimeError):
+    """More items failed than the threshold allows (:meth:`CorpusReport.check`); the message has the count and the
+    first errors."""
+
+
 @dataclass
 class CorpusReport:
     out_dir: str
@@ -251,6 +259,30 @@ class CorpusReport:
     seconds: float  # wall time of rendering
     utterances_per_second: float
     counts: dict  # split -> {"dialect": {...}, "emotion": {...}, "intent": {...}}
+
+    @property
+    def items(self) -> int:
+        """Items attempted: rendered utterances and calls plus failed ones."""
+        return self.utterances + self.calls + len(self.failures)
+
+    @property
+    def failed_fraction(self) -> float:
+        """Share of attempted items that failed (1.0 when nothing was attempted: an empty corpus is no success)."""
+        return len(self.failures) / self.items if self.items else 1.0
+
+    def ok(self, max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION) -> bool:
+        """Whether at most ``max_failed_fraction`` of the items failed (and something was rendered)."""
+        return self.items > 0 and self.failed_fraction <= max_failed_fraction
+
+    def check(self, max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION) -> "CorpusReport":
+        """``self`` when :meth:`ok`, else raise :class:`SynthesisFailed` (the synth command exits non-zero)."""
+        if not self.ok(max_failed_fraction):
+            first = "; ".join(f"{f['id']}: {f['error']}" for f in self.failures[:3])
+            raise SynthesisFailed(
+                f"{len(self.failures)} of {self.items} items failed ({self.failed_fraction:.1%} > "
+                f"{max_failed_fraction:.1%} allowed by --max-failed-fraction) in {self.out_dir}"
+                + (f": {first}" if first else ""))
+        return self
 
     def table(self) -> str:
         lines = [
