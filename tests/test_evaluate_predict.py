@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.audio import write_wav
+from data.audio import load_audio, write_wav
 from models.pipeline import Classification, Pipeline, Transcription
 from training.cli import main as cli
 
@@ -74,6 +74,7 @@ def test_pipeline_text_and_reference_records(random_intent_model):
     m1, a1, a2, m2 = out
     assert REQUIRED <= set(m1)
     assert m1["text_source"] == "message" and m1["transcript"] is None and m1["emotion"] is None
+    assert m1["channel_layout"] == "text" and m1["message"] == records[0]["text"] and m1["segments"] == []
     # a strong cue makes it a complaint whatever the random model says; 12315 escalates to P1
     assert m1["is_complaint"] is True and m1["queue"] == "complaint" and m1["priority"] == "P1"
     assert "cue:12315" in m1["complaint_evidence"]
@@ -156,11 +157,8 @@ def _manifest(path: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_predict_and_evaluate_end_to_end(tmp_path, capsys):
-    try:
-        from training.intent import main as train_intent
-    except ImportError as e:  # the intent trainer or its text generator is not there yet
-        pytest.skip(f"training.intent cannot be imported ({e}); the end-to-end test needs a trained intent champion")
+def test_predict_and_evaluate_end_to_end(tmp_path, capsys, shared_dir):
+    from training.intent import main as train_intent  # an ImportError fails the test: the trainer must be there
 
     rc = train_intent([
         "data.n_train=44", "data.n_validation=22", "data.n_test=22", "trainer.max_steps=2",
@@ -173,9 +171,11 @@ def test_predict_and_evaluate_end_to_end(tmp_path, capsys):
     manifest = tmp_path / "m.jsonl"
     ids = _manifest(manifest)
     preds_path = tmp_path / "out" / "pred.jsonl"
-    assert cli(["predict", "--manifest", str(manifest), "--out", str(preds_path)]) == 0
+    # --recogniser none: the labelled oracle, audio records are understood from their reference text
+    assert cli(["predict", "--manifest", str(manifest), "--out", str(preds_path), "--recogniser", "none"]) == 0
     captured = capsys.readouterr()
     assert "line 3" in captured.err and "not valid JSON" in captured.err
+    assert "recogniser: none" in captured.err and "recogniser: none" in captured.out
     preds = [json.loads(line) for line in preds_path.read_text(encoding="utf-8").splitlines()]
     assert [p["id"] for p in preds] == ids  # input order, the bad line produces nothing
     by_id = {p["id"]: p for p in preds}
@@ -188,7 +188,8 @@ def test_predict_and_evaluate_end_to_end(tmp_path, capsys):
     assert "records 5" in captured.out
 
     report_path = tmp_path / "out" / "report.json"
-    assert cli(["evaluate", "--manifest", str(manifest), "--out", str(report_path), "--limit", "4"]) == 0
+    assert cli(["evaluate", "--manifest", str(manifest), "--out", str(report_path), "--limit", "4",
+                "--recogniser", "none"]) == 0
     table = capsys.readouterr().out
     report = json.loads(report_path.read_text(encoding="utf-8"))
     assert report["n_records"] == 4 and report["n_errors"] == 0
@@ -198,7 +199,71 @@ def test_predict_and_evaluate_end_to_end(tmp_path, capsys):
     assert report["complaint"]["n"] == 4
     assert report["slots"]["n_ref_slots"] == 2
     assert "cer" in report["skipped"] and "cer" not in report  # no recogniser yet
-    assert report["models"]["intent"]["version"] == "1"
+    assert report["models"]["intent"]["version"] == "1" and report["recogniser"].startswith("none")
     assert "intent accuracy" in table and "slot F1" in table
     evaluated = (tmp_path / "out" / "report.predictions.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["id"] for line in evaluated] == ids[:4]
+
+    # the default (--recogniser auto, no asr champion): the pretrained whisper-base hears the audio; the reference
+    # text is never read, so an audio record whose file is missing fails instead of being understood
+    clip = _real_clip(shared_dir)
+    spoken = tmp_path / "spoken.jsonl"
+    spoken.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
+        {"id": "real", "audio": str(clip["path"]), "text": clip["text"], "intent": "consultation"},
+        {"id": "c3", "audio": "calls/c3.wav", "text": "我的手机号13800123456", "intent": "network_outage"},
+        {"id": "c1", "text": "我要投诉，快递一直没到", "intent": "logistics_delay"},
+    ]) + "\n", encoding="utf-8")
+    assert cli(["predict", "--manifest", str(spoken), "--out", str(tmp_path / "spoken.pred.jsonl")]) == 0
+    captured = capsys.readouterr()
+    assert "recogniser: whisper-base (pretrained)" in captured.err
+    real, c3, c1 = [json.loads(line) for line in (tmp_path / "spoken.pred.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert real["text_source"] == "asr" and real["channel_layout"] == "mono" and real["transcript"]
+    assert real["transcript"] != clip["text"] and real["segments"][0]["text"] == real["transcript"]
+    from models.textnorm import cer
+
+    assert cer(clip["text"], real["transcript"]) < 0.6, (clip["text"], real["transcript"])
+    assert set(c3) == {"id", "error"} and "not found" in c3["error"]
+    assert c1["text_source"] == "message" and c1["channel_layout"] == "text"
+
+
+def _real_clip(shared_dir: Path) -> dict:
+    """A real Mandarin clip (AISHELL) from the shared corpus, without numerals (written either way)."""
+    manifest = shared_dir / "realspeech" / "manifest.jsonl"
+    assert manifest.is_file(), f"{manifest} missing: the shared real-speech clips are needed"
+    records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    numerals = set("零一二三四五六七八九十百千万两")
+    clip = next(r for r in records
+                if r["dialect"] == "mandarin" and len(r["text"]) >= 8 and not numerals & set(r["text"]))
+    return {"path": manifest.parent / clip["audio"], "text": clip["text"]}
+
+
+def test_run_manifest_hears_audio_with_the_recogniser_it_is_given(tmp_path, random_intent_model, capsys):
+    """The product path: an audio record is understood from what the recogniser heard, never from its reference
+    text. A tiny random Whisper stands in for whisper-base (the slow test above runs the real one)."""
+    pytest.importorskip("ctranslate2")
+    from models.asr.dialects import CT2_SUBDIR
+    from models.asr.export import export_ct2
+    from models.asr.recognizer import Recognizer, RecognizerOptions
+    from test_asr_export import tiny_whisper_folder
+    from test_emotion_model import voice
+    from training.evaluate import Components, run_manifest
+
+    folder = tiny_whisper_folder(tmp_path / "asr")
+    export_ct2(folder, folder / CT2_SUBDIR, quantization="int8")
+    asr = Recognizer.load(folder, engine="ct2", device="cpu", options=RecognizerOptions(max_new_tokens=6, cpu_threads=1))
+    write_wav(tmp_path / "calls" / "a.wav", voice(180, 1.5, 0.3, syllables_per_s=4), 16000)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
+        {"id": "a", "audio": "calls/a.wav", "text": "参考文本不该被读到"},
+        {"id": "gone", "audio": "calls/gone.wav", "text": "参考文本"},
+        {"id": "m", "text": "怎么申请退货"},
+    ]) + "\n", encoding="utf-8")
+    comps = Components(intent_model=random_intent_model, speech={"asr": asr})
+    run = run_manifest(manifest, components=comps)
+    assert "recogniser: Recognizer (given by the caller)" in capsys.readouterr().err
+    a, gone, m = run.predictions
+    assert a["text_source"] == "asr" and a["transcript"] != "参考文本不该被读到"
+    assert a["transcript"] == asr.transcribe(load_audio(tmp_path / "calls" / "a.wav")).text
+    assert a["channel_layout"] == "mono" and [s["channel"] for s in a["segments"]] == ["mono"]
+    assert set(gone) == {"id", "error"} and "not found" in gone["error"]
+    assert m["text_source"] == "message" and m["message"] == "怎么申请退货"

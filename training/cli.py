@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument("--manifest", required=True, help="JSON Lines manifest (EVALUATION.md)")
         e.add_argument("--out", required=True, help="output file")
         e.add_argument("--limit", type=int, default=None, help="only the first N records")
+        e.add_argument("--recogniser", default="auto", choices=["auto", "pretrained", "none"],
+                       help="speech recogniser: auto = the asr champion, else the pretrained whisper-base; "
+                       "pretrained = whisper-base; none = understand the manifest's reference text (an oracle for "
+                       "scoring understanding alone) (default: %(default)s)")
         e.set_defaults(func=func)
     sv = sub.add_parser("serve", help="prepare the default models if missing, then start the HTTP service")
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")

@@ -1,8 +1,10 @@
 """``hotline predict`` and ``hotline evaluate`` (EVALUATION.md).
 
 Both read a manifest (bad lines are reported with their line numbers and skipped), load the champion
-models from the MLflow registry, run every record through :class:`models.pipeline.Pipeline` and write the
-predictions as JSON Lines in input order. ``evaluate`` then scores them (``training/metrics.py``), writes
+models from the MLflow registry (``--recogniser``: "auto" = the ``asr`` champion, else the pretrained
+whisper-base; "pretrained"; "none" = the labelled oracle, audio understood from its reference ``text``; the one
+used is printed), run every record through :class:`models.pipeline.Pipeline` and write the predictions as JSON
+Lines in input order. ``evaluate`` then scores them (``training/metrics.py``), writes
 the JSON report to ``--out`` and the predictions next to it (``<out stem>.predictions.jsonl``), and prints
 the table.
 """
@@ -22,7 +24,8 @@ from models.folders import find_model_dir  # noqa: F401 - notebooks import it fr
 ERRORS_SHOWN = 10  # failed records whose reasons the summary prints
 # The read side of the registry lives in models/champions.py (the service loads champions through it too).
 from models.champions import (  # noqa: E402,F401 - re-exported for callers of training.evaluate
-    INTENT_MODEL, SPEECH_COMPONENTS, TRAIN_HINT, Components, SetupError, download_champion, load_components,
+    INTENT_MODEL, PRETRAINED_ASR, SPEECH_COMPONENTS, TRAIN_HINT, Components, SetupError, download_champion,
+    load_components,
 )
 
 
@@ -37,8 +40,24 @@ class Run:
     seconds: float  # wall-clock seconds of the pipeline
 
 
-def run_manifest(manifest: str | Path, limit: int | None = None, components: Components | None = None) -> Run:
-    """Read ``manifest``, load the champions (unless ``components`` is given) and predict every record."""
+def recogniser_used(comps: Components) -> str:
+    """Which recogniser a run used, in words (printed by predict/evaluate and kept in the report)."""
+    asr = comps.speech.get("asr")
+    if asr is None:
+        return "none: audio records are understood from the manifest's reference 'text' (an oracle, not the product)"
+    info = comps.versions.get("asr")
+    if info is None:
+        return f"{type(asr).__name__} (given by the caller)"
+    if info.get("version") == PRETRAINED_ASR:
+        return PRETRAINED_ASR
+    return f"asr champion v{info['version']} (run {str(info.get('run_id', ''))[:8]})"
+
+
+def run_manifest(manifest: str | Path, limit: int | None = None, components: Components | None = None,
+                 recogniser: str = "auto") -> Run:
+    """Read ``manifest``, load the champions (unless ``components`` is given; ``recogniser``: "auto" = the ``asr``
+    champion, else the pretrained whisper-base; "pretrained"; "none" = understand the reference text) and predict
+    every record."""
     from data.manifest import format_errors, read_manifest
     from models.pipeline import Pipeline
 
@@ -51,9 +70,10 @@ def run_manifest(manifest: str | Path, limit: int | None = None, components: Com
         print(f"{path}: {len(m.errors)} bad lines skipped:", file=sys.stderr)
         print(format_errors(m.errors), file=sys.stderr)
     records = m.records if limit is None else m.records[: max(0, int(limit))]
-    comps = components if components is not None else load_components()
+    comps = components if components is not None else load_components(recogniser=recogniser)
     for note in comps.notes:
         print(f"note: {note}", file=sys.stderr)
+    print(f"recogniser: {recogniser_used(comps)}", file=sys.stderr)
     pipe = Pipeline(intent_model=comps.intent_model, **comps.speech)
     start = time.perf_counter()
     preds = pipe.process_many(records)
@@ -91,6 +111,7 @@ def summary(run: Run) -> str:
         f" ({run.seconds:.1f} s, {rate:.1f} records/s)",
         "models: " + ", ".join(f"{k} v{v['version']} (run {v['run_id'][:8]})" for k, v in run.components.versions.items())
         + f"; policy {run.policy_version}",
+        f"recogniser: {recogniser_used(run.components)}",
     ]
     if ok:
         sources = Counter(p.get("text_source") for p in ok)
@@ -123,8 +144,9 @@ def _guarded(fn: Callable[[Any], int]) -> Callable[[Any], int]:
 # -- commands --------------------------------------------------------------------------------------
 @_guarded
 def predict_main(args: Any) -> int:
-    """``hotline predict --manifest M --out P [--limit N]``: predictions as JSON Lines, in input order."""
-    run = run_manifest(args.manifest, getattr(args, "limit", None))
+    """``hotline predict --manifest M --out P [--limit N] [--recogniser auto|pretrained|none]``: predictions as
+    JSON Lines, in input order."""
+    run = run_manifest(args.manifest, getattr(args, "limit", None), recogniser=getattr(args, "recogniser", "auto"))
     out = write_jsonl(run.predictions, args.out)
     print(summary(run))
     print(f"wrote {len(run.predictions)} predictions to {out}")
@@ -133,10 +155,11 @@ def predict_main(args: Any) -> int:
 
 @_guarded
 def evaluate_main(args: Any) -> int:
-    """``hotline evaluate --manifest M --out R.json [--limit N]``: score the champions, write the report."""
+    """``hotline evaluate --manifest M --out R.json [--limit N] [--recogniser auto|pretrained|none]``: score the
+    champions, write the report."""
     from training.metrics import flat_metrics, format_table, score
 
-    run = run_manifest(args.manifest, getattr(args, "limit", None))
+    run = run_manifest(args.manifest, getattr(args, "limit", None), recogniser=getattr(args, "recogniser", "auto"))
     preds_out = write_jsonl(run.predictions, predictions_path(args.out))
     report = score(run.records, run.predictions)
     report = {
@@ -147,6 +170,7 @@ def evaluate_main(args: Any) -> int:
         "metrics": flat_metrics(report),
         **report,
         "models": run.components.versions,
+        "recogniser": recogniser_used(run.components),
         "policy_version": run.policy_version,
         "predictions": str(preds_out),
         "seconds": round(run.seconds, 3),
