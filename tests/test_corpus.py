@@ -146,3 +146,26 @@ def test_unknown_size_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="--size"):
         synthesize_corpus(tmp_path, size="huge")
+
+
+def test_test_speakers_use_voice_variants_no_training_speaker_uses():
+    """'Speakers unseen' holds for the espeak voice variant too, not only for the speaker id."""
+    from data.synth.corpus import SIZES, plan
+    from data.synth.text import TextGenerator
+    from data.synth.tts import FEMALE_VARIANTS, MALE_VARIANTS, split_variants
+
+    v = split_variants(0)
+    for gender, pool in (("female", FEMALE_VARIANTS), ("male", MALE_VARIANTS)):
+        sets = [set(v[s][gender]) for s in ("train", "validation", "test")]
+        assert all(sets) and set.union(*sets) == set(pool) and sum(map(len, sets)) == len(pool)  # a partition
+    items = plan(SIZES["small"], 0, TextGenerator())
+    used: dict[str, set] = {}
+    ids: dict[str, set] = {}
+    for item in items:
+        voices = [item.speaker] + ([item.agent] if getattr(item, "agent", None) else [])
+        for spk in voices:
+            used.setdefault(item.split, set()).add(spk.variant)
+            ids.setdefault(item.split, set()).add(spk.id)
+    assert not used["test"] & used["train"] and not used["validation"] & used["train"]
+    assert not used["test"] & used["validation"]
+    assert not ids["test"] & ids["train"] and not ids["validation"] & ids["train"]

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from data.audio import ESPEAK_SAMPLE_RATE, PHONE_SAMPLE_RATE, write_wav
 from data.synth.channel import ChannelConfig, telephone_channel
 from data.synth.text import TextGenerator, split_templates
-from data.synth.tts import Speaker, make_speakers, prosody_for, synthesize
+from data.synth.tts import Speaker, make_speakers, prosody_for, split_variants, synthesize
 from models.taxonomy import DEFAULT_TAXONOMY
 
 SPLITS = ("train", "validation", "test")
@@ -78,13 +78,19 @@ def plan(size: CorpusSize, seed: int, gen: TextGenerator) -> list[Item]:
     """Decide every item's labels, split, template and speakers up front (cheap, deterministic)."""
     rng = random.Random(seed)
     template_split = split_templates(gen, seed)
-    speakers = make_speakers(size.speakers + AGENT_VOICES * len(SPLITS), seed)
-    customers, agents = speakers[: size.speakers], speakers[size.speakers :]
-    # Speakers are dealt to splits in proportion, disjointly; agents likewise.
+    # Speakers are dealt to splits in proportion, disjointly, and so are their espeak voice variants
+    # (tts.split_variants): a test speaker's voice is not a training speaker's voice at another pitch; agents likewise.
     cut1 = max(1, round(size.speakers * SPLIT_FRACTIONS[0]))
     cut2 = max(cut1 + 1, round(size.speakers * (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1])))
-    split_speakers = {"train": customers[:cut1], "validation": customers[cut1:cut2], "test": customers[cut2:]}
-    split_agents = {s: agents[i * AGENT_VOICES : (i + 1) * AGENT_VOICES] for i, s in enumerate(SPLITS)}
+    counts = {"train": cut1, "validation": cut2 - cut1, "test": size.speakers - cut2}
+    variants = split_variants(seed, SPLIT_FRACTIONS, SPLITS)
+    split_speakers: dict[str, list[Speaker]] = {}
+    split_agents: dict[str, list[Speaker]] = {}
+    first = 0
+    for k, split in enumerate(SPLITS):
+        voices = make_speakers(counts[split] + AGENT_VOICES, seed * 31 + k, variants[split], first_id=first)
+        first += len(voices)
+        split_speakers[split], split_agents[split] = voices[: counts[split]], voices[counts[split]:]
     for split, spk in split_speakers.items():
         if not spk:
             raise ValueError(f"corpus size gives no speakers to the {split} split; raise CorpusSize.speakers")

@@ -32,6 +32,7 @@ import subprocess
 import unicodedata
 import warnings
 from dataclasses import dataclass
+from typing import Mapping, Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -104,9 +105,36 @@ class Prosody:
     word_gap: int  # espeak -g, extra pause between words (syllables) in units of 10 ms
 
 
-def make_speakers(n: int, seed: int) -> list[Speaker]:
-    """``n`` distinct synthetic speakers, half female, half male; the same ``seed`` gives the same list."""
-    per_gender = min(len(FEMALE_VARIANTS), len(MALE_VARIANTS)) * (SPEAKER_PITCH[1] - SPEAKER_PITCH[0] + 1)
+def split_variants(seed: int, fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                   splits: Sequence[str] = ("train", "validation", "test")) -> dict[str, dict[str, tuple[str, ...]]]:
+    """split -> gender -> voice variants, disjoint across splits (every split gets at least one of each gender), so
+    that "speakers unseen" holds for the voice itself and not only for the speaker id: no test speaker uses a
+    variant any training speaker uses. Deterministic for ``seed``."""
+    out: dict[str, dict[str, tuple[str, ...]]] = {s: {} for s in splits}
+    total = sum(fractions)
+    for gender, pool in (("female", FEMALE_VARIANTS), ("male", MALE_VARIANTS)):
+        order = list(pool)
+        random.Random(f"split_variants:{seed}:{gender}").shuffle(order)
+        if len(order) < len(splits):
+            raise ValueError(f"{len(order)} {gender} variants cannot be split {len(splits)} ways")
+        # the held-out splits first (at least one each), the first split (train) takes the rest
+        sizes = [max(1, round(len(order) * f / total)) for f in fractions[1:]]
+        start = 0
+        for split, k in zip(splits[1:], sizes):
+            out[split][gender] = tuple(order[start:start + k])
+            start += k
+        out[splits[0]][gender] = tuple(order[start:])
+    return out
+
+
+def make_speakers(n: int, seed: int, variants: Mapping[str, Sequence[str]] | None = None,
+                  first_id: int = 0) -> list[Speaker]:
+    """``n`` distinct synthetic speakers, half female, half male; the same ``seed`` gives the same list.
+    ``variants``: gender -> the voice variants to draw from (default: all of :data:`FEMALE_VARIANTS` and
+    :data:`MALE_VARIANTS`); ``first_id``: number of the first id (``spk<first_id>``)."""
+    pools = {"female": tuple((variants or {}).get("female") or FEMALE_VARIANTS),
+             "male": tuple((variants or {}).get("male") or MALE_VARIANTS)}
+    per_gender = min(len(pools["female"]), len(pools["male"])) * (SPEAKER_PITCH[1] - SPEAKER_PITCH[0] + 1)
     per_gender *= SPEAKER_SPEED[1] - SPEAKER_SPEED[0] + 1
     if not 0 <= n <= per_gender:
         raise ValueError(f"make_speakers: n must be between 0 and {per_gender} distinct speakers, got {n}")
@@ -116,14 +144,14 @@ def make_speakers(n: int, seed: int) -> list[Speaker]:
     seen: set[tuple[str, int, int]] = set()
     speakers = []
     for i, gender in enumerate(genders):
-        variants = FEMALE_VARIANTS if gender == "female" else MALE_VARIANTS
+        pool = pools[gender]
         while True:  # no two speakers share variant, pitch and speed
-            key = (rng.choice(variants), rng.randint(*SPEAKER_PITCH), rng.randint(*SPEAKER_SPEED))
+            key = (rng.choice(pool), rng.randint(*SPEAKER_PITCH), rng.randint(*SPEAKER_SPEED))
             if key not in seen:
                 break
         seen.add(key)
         variant, pitch, speed = key
-        speakers.append(Speaker(f"spk{i:04d}", gender, variant, pitch, speed, rng.randint(*SPEAKER_AMPLITUDE)))
+        speakers.append(Speaker(f"spk{first_id + i:04d}", gender, variant, pitch, speed, rng.randint(*SPEAKER_AMPLITUDE)))
     return speakers
 
 
