@@ -129,8 +129,12 @@ class AudioAnalysis:
 
     @bentoml.api
     def info(self) -> dict:
-        return {name: self.versions.get(name, {"absent": self.absent.get(name, "absent")})
-                for name in ("dialect", "emotion")}
+        out = {name: self.versions.get(name, {"absent": self.absent.get(name, "absent")})
+               for name in ("dialect", "emotion")}
+        if self.dialect_model is not None:  # the floor under which the recogniser gets no dialect prompt
+            out["dialect"] = {**out["dialect"],
+                              "min_confidence": float(getattr(self.dialect_model, "min_confidence", 0.0) or 0.0)}
+        return out
 
     @bentoml.api
     def dialect(self, audio: Any) -> Optional[dict]:

@@ -79,7 +79,8 @@ class Runtime:
             self._pipeline = Pipeline(
                 intent_model=RemoteUnderstanding(self.understanding),
                 asr=RemoteRecognizer(self.recognition),
-                dialect=RemoteDialect(self.analysis) if "dialect" in models else None,
+                dialect=(RemoteDialect(self.analysis, float(models["dialect"].get("min_confidence") or 0.0))
+                         if "dialect" in models else None),
                 emotion=RemoteEmotion(self.analysis) if "emotion" in models else None,
                 policy=self.policy,
                 customer_lookup=self.customer_profile,
