@@ -185,6 +185,11 @@ def test_predict_and_evaluate_end_to_end(tmp_path, capsys, shared_dir):
         assert REQUIRED <= set(by_id[rid])
         assert by_id[rid]["priority"] in ("P1", "P2", "P3", "P4")
     assert by_id["c1"]["is_complaint"] is True  # 投诉 is a strong cue
+    from models.ticket import Ticket  # predict output carries the service's ticket schema
+
+    t1 = Ticket.model_validate(by_id["c1"]["ticket"])
+    assert t1.call_id == "c1" and t1.intent == by_id["c1"]["intent"] and t1.priority == by_id["c1"]["priority"]
+    assert t1.sla.escalations and t1.channel == "chat" and "ticket" not in by_id["c5"]
     assert "records 5" in captured.out
 
     report_path = tmp_path / "out" / "report.json"

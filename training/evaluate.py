@@ -147,10 +147,31 @@ def predict_main(args: Any) -> int:
     """``hotline predict --manifest M --out P [--limit N] [--recogniser auto|pretrained|none]``: predictions as
     JSON Lines, in input order."""
     run = run_manifest(args.manifest, getattr(args, "limit", None), recogniser=getattr(args, "recogniser", "auto"))
+    attach_tickets(run)
     out = write_jsonl(run.predictions, args.out)
     print(summary(run))
     print(f"wrote {len(run.predictions)} predictions to {out}")
     return 0 if run.records or not run.bad_lines else 1
+
+
+def attach_tickets(run: Run) -> None:
+    """Each successful prediction gets ``ticket``: the ticket the service would file for it (models.ticket, the one
+    schema of predict output, the service, the store and the notebooks), with the record's id as call_id."""
+    from models.decisions import load_policy
+    from models.ticket import CHANNELS, build_ticket
+
+    policy = load_policy()
+    versions = {name: {k: v for k, v in info.items() if k in ("version", "run_id")}
+                for name, info in run.components.versions.items()}
+    for record, pred in zip(run.records, run.predictions):
+        if pred.get("error") or pred.get("intent") is None:
+            continue
+        channel = record.get("channel") if record.get("channel") in CHANNELS else (
+            "phone" if pred.get("channel_layout") != "text" else "chat")
+        ticket = build_ticket(pred, ticket_id=f"P-{pred['id']}", call_id=str(pred["id"]), channel=channel,
+                              caller=record.get("caller"), policy=policy, model_versions=versions,
+                              absent_models=sorted(run.components.absent))
+        pred["ticket"] = ticket.model_dump(mode="json")
 
 
 @_guarded
