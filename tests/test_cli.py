@@ -14,7 +14,7 @@ from training.cli import build_parser, main
 @pytest.mark.parametrize(
     "argv",
     [[], ["data"], ["data", "synth"], ["data", "import"], ["data", "validate"], ["train"], ["evaluate"], ["predict"],
-     ["serve"]],
+     ["serve"], ["bundle"]],
 )
 def test_help_on_every_subcommand(argv, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -61,7 +61,7 @@ def test_import_manifest_round_trip(tiny_corpus, tmp_path, capsys):
     assert f"{n_in} valid records, 0 bad lines" in capsys.readouterr().out
 
 
-def test_serve_without_models_says_what_is_missing(capsys):
-    assert main(["serve", "--no-train"]) == 0
-    out = capsys.readouterr().out
-    assert "not serving yet" in out and "intent" in out and "asr" in out and "emotion" in out
+def test_serve_without_an_intent_champion_and_no_train_says_how_to_get_one(capsys):
+    assert main(["serve", "--no-train"]) == 1
+    err = capsys.readouterr().err
+    assert "no intent champion" in err and "hotline train intent" in err and "intent_quick.yaml" in err

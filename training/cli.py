@@ -1,4 +1,4 @@
-"""The ``hotline`` command line: ``hotline data|train|evaluate|predict|serve ...``.
+"""The ``hotline`` command line: ``hotline data|train|evaluate|predict|serve|bundle ...``.
 
 Each subcommand imports its heavy dependencies only when it runs, so ``hotline --help`` is instant.
 """
@@ -84,46 +84,18 @@ def _predict(args: argparse.Namespace) -> int:
     return predict_main(args)
 
 
-# What `hotline serve` needs, in pipeline order: registered model name -> (how to make it, where it comes from).
-SERVICE_MODELS = {
-    "intent": (["train", "intent", "--config", "training/configs/intent.yaml"], "trained here on synthetic text"),
-    "asr": (None, "dialect-aware Whisper recogniser: train it with `hotline train asr` (CPU recipe ~20 min)"),
-    "dialect": (None, "dialect ID on the Whisper encoder: train it with `hotline train dialect`"),
-    "emotion": (None, "speech emotion model (audio fused with the transcript): train it with `hotline train emotion`"),
-}
-
-
 def _serve(args: argparse.Namespace) -> int:
-    """Prepare what the service needs (train missing default models), then start it or say what is missing."""
-    from training.registry import champion_version
+    """Prepare what the service needs (quick intent model, whisper-base, database, developer key), then start it."""
+    from training.serve import serve_main
 
-    missing = []
-    for name, (command, origin) in SERVICE_MODELS.items():
-        version = champion_version(name)
-        if version is None and command is not None and not args.no_train:
-            print(f"serve: no champion for {name}; training the default ({' '.join(['hotline', *command])})")
-            rc = main(command)
-            if rc:
-                return rc
-            version = champion_version(name)
-        if version is None:
-            missing.append(f"{name}: {origin}")
-        else:
-            print(f"serve: {name} champion is version {version.version} (run {version.run_id})")
-    try:
-        import serving.service  # noqa: F401  - the HTTP service arrives with the serving issue
-    except ImportError:
-        missing.append("serving.service: the BentoML HTTP service is not built yet (issue: serving)")
-    if missing:
-        print("serve: prepared data and models; not serving yet. Missing:")
-        for m in missing:
-            print(f"  - {m}")
-        print("serve: meanwhile `hotline predict --manifest M --out P.jsonl` runs the same pipeline offline.")
-        return 0
-    import subprocess
+    return serve_main(args)
 
-    return subprocess.call([sys.executable, "-m", "bentoml", "serve", "serving.service:Hotline", "--host", args.host,
-                            "--port", str(args.port)], cwd=REPO)
+
+def _bundle(args: argparse.Namespace) -> int:
+    """Champions into the BentoML model store, then a Bento for a CUDA image (offline)."""
+    from training.bundle import bundle_main
+
+    return bundle_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,11 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "pretrained = whisper-base; none = understand the manifest's reference text (an oracle for "
                        "scoring understanding alone) (default: %(default)s)")
         e.set_defaults(func=func)
-    sv = sub.add_parser("serve", help="prepare the default models if missing, then start the HTTP service")
+    sv = sub.add_parser("serve", help="prepare the quick default models and a developer key if missing, then start "
+                        "the HTTP service (bentoml serve serving.service:Hotline)")
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
     sv.add_argument("--port", type=int, default=3000, help="port (default: %(default)s)")
-    sv.add_argument("--no-train", action="store_true", help="do not train missing default models")
+    sv.add_argument("--no-train", action="store_true", help="do not train a missing intent model (fail instead)")
     sv.set_defaults(func=_serve)
+    b = sub.add_parser("bundle", help="import the champions into the BentoML model store and build a Bento for a "
+                       "CUDA image (offline; containerize it where Docker runs)")
+    from training.bundle import add_arguments as bundle_arguments  # argparse only: no heavy imports
+
+    bundle_arguments(b)
+    b.set_defaults(func=_bundle)
     from serving.cli import add_parsers  # keys, customers, db: the service's store (imports no training)
     add_parsers(sub)
     return p
