@@ -454,6 +454,16 @@ def _amount(value: Any) -> float | None:
     return float(m.group()) if m else None
 
 
+def _says(words: str, cue: str) -> bool:
+    """``cue`` in ``words``; a cue of digits (a hotline number such as 12315) only as a whole number, never inside
+    a phone or order number."""
+    if not cue:
+        return False
+    if cue.isdigit():
+        return re.search(rf"(?<!\d){cue}(?!\d)", words) is not None
+    return cue in words
+
+
 def tier(prediction: Any, customer: Any, policy: Policy) -> tuple[str, str | None]:
     """("first_line" | "specialist", the rule that decided) of a call under the policy's ``tiers`` section.
 
@@ -492,7 +502,7 @@ def tier(prediction: Any, customer: Any, policy: Policy) -> tuple[str, str | Non
         words = " ".join(str(_get(prediction, k) or "") for k in ("transcript", "message", "text"))
         cues = set(_cue_names(_get(prediction, "complaint_evidence", ()) or ()))
         for cue in t.threat_cues:
-            if cue in cues or (cue and cue in words):
+            if cue in cues or _says(words, cue):
                 return "specialist", f"regulator or media threat: {cue}"
     return "first_line", None
 

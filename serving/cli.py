@@ -112,3 +112,89 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     url(dsub.add_parser("upgrade", help="apply the schema migrations (alembic upgrade head)")).set_defaults(
         func=_db_upgrade)
+    add_ops_parsers(sub)
+
+
+# -- escalations and the outbox (serving/escalation.py, serving/outbox.py) --------------------------------------------
+def _escalations_run(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from serving.escalation import run_due
+
+    if args.now:
+        try:
+            now = datetime.fromisoformat(args.now)
+        except ValueError:
+            print(f"error: --now {args.now!r} is not an ISO-8601 time (e.g. 2026-12-01T10:00:00+00:00)",
+                  file=sys.stderr)
+            return 2
+        now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    else:
+        from serving.escalation import Clock
+
+        now = Clock.from_env().now()
+    with _store(args) as store:
+        done = run_due(store, now)
+    print(f"{len(done)} escalation steps at {now.isoformat()}")
+    for d in done:
+        print(f"  {d.ticket_id} level {d.level} -> {d.to}: {d.outcome}")
+    return 0
+
+
+def _outbox_relay(args: argparse.Namespace) -> int:
+    from serving.outbox import main
+
+    argv = ["--once"] if args.once else []
+    return main(argv + (["--database-url", args.database_url] if args.database_url else []))
+
+
+def _outbox_list(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        items = store.list_outbox(args.state, limit=args.limit)
+    for i in items:
+        print(f"{i.id:>6} {i.state:<9} {i.kind:<28} {i.ticket_id or '-':<36} attempts={i.attempts} "
+              f"{(i.last_error or '')[:80]}")
+    if not items:
+        print(f"no {args.state} outbox rows")
+    return 0
+
+
+def _outbox_retry(args: argparse.Namespace) -> int:
+    from serving.store import NotFound
+
+    with _store(args) as store:
+        try:
+            item = store.retry_outbox(args.id)
+        except (NotFound, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        store.audit(None, "outbox.retry", item.ticket_id, f"outbox {item.id} {item.kind} (command line)")
+    print(f"outbox row {item.id} ({item.kind}) is pending again")
+    return 0
+
+
+def add_ops_parsers(sub: argparse._SubParsersAction) -> None:
+    """``hotline escalations run`` and ``hotline outbox relay|list|retry`` (called by :func:`add_parsers`)."""
+
+    def url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--database-url", default=None, help=URL_HELP)
+        return p
+
+    esc = sub.add_parser("escalations", help="SLA escalations (for deployments that run them from cron)")
+    esub = esc.add_subparsers(dest="escalations_command", required=True, metavar="ACTION")
+    r = url(esub.add_parser("run", help="carry out the escalation steps due now (each exactly once)"))
+    r.add_argument("--now", default=None, help="ISO-8601 time to run at (default: now, plus $HOTLINE_CLOCK_OFFSET_S)")
+    r.set_defaults(func=_escalations_run)
+
+    ob = sub.add_parser("outbox", help="notifications waiting for or given up on delivery")
+    osub = ob.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    rl = url(osub.add_parser("relay", help="deliver the outbox to $HOTLINE_WEBHOOKS (loops unless --once)"))
+    rl.add_argument("--once", action="store_true")
+    rl.set_defaults(func=_outbox_relay)
+    ls = url(osub.add_parser("list", help="list outbox rows"))
+    ls.add_argument("--state", default="parked", choices=("pending", "parked", "delivered", "all"))
+    ls.add_argument("--limit", type=int, default=50)
+    ls.set_defaults(func=_outbox_list)
+    rt = url(osub.add_parser("retry", help="put a parked row back in the queue"))
+    rt.add_argument("id", type=int)
+    rt.set_defaults(func=_outbox_retry)

@@ -31,10 +31,10 @@ import re
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import (
     JSON,
@@ -46,7 +46,9 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
+    update,
     delete,
     event,
     func,
@@ -61,6 +63,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from models.decisions import PRIORITIES
 from models.ticket import EVENT_TYPES, Customer, Ticket, TicketEvent, next_status
 from serving.auth import PREFIX_LEN, check_role, hash_secret, new_secret
 
@@ -74,6 +77,8 @@ RECENT_TICKETS = 5  # recent ticket ids on a customer profile
 SQLITE_BUSY_MS = 30_000  # how long a SQLite writer waits for the lock before "database is locked"
 PG_UPGRADE_LOCK = 0x686F746C696E65  # pg_advisory_lock key held around migrations ("hotline")
 PHONE_RE = re.compile(r"^\d{5,20}$")
+FINISHED = ("resolved", "closed")  # statuses that never escalate and are never overdue
+OUTBOX_STATES = ("pending", "parked", "delivered", "all")
 CUSTOMER_COLUMNS = ("phone", "name", "vip_level", "region")
 
 
@@ -147,6 +152,62 @@ class AuditEntry:
     action: str  # what was done or tried ("create_ticket", "read_unmasked", "keys.revoke", ...)
     ticket_id: str | None  # the ticket it concerned, if any
     detail: str  # free text
+
+
+@dataclass(frozen=True)
+class Notification:
+    """An outbox row to write in the same transaction as the change it reports (serving/outbox.py builds them)."""
+
+    kind: str  # "ticket.p1", "ticket.escalated", "ticket.tiered_alert", "hotspot.spike", ...
+    payload: dict  # the event as receivers get it in JSON format (masked)
+    ticket_id: str | None = None
+    target: str | None = None  # who it is addressed to (role or contact)
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One outbox row as the relay and admins see it."""
+
+    id: int
+    event_id: str
+    kind: str
+    ticket_id: str | None
+    target: str | None
+    payload: dict
+    created_at: datetime
+    next_attempt_at: datetime
+    attempts: int
+    delivered_at: datetime | None
+    parked_at: datetime | None
+    last_error: str | None
+    delivered_to: tuple[str, ...]  # webhook names that acknowledged it already (skipped on a retry)
+    lease_token: str | None = None  # set on items the relay claimed
+
+    @property
+    def state(self) -> str:
+        return "delivered" if self.delivered_at else "parked" if self.parked_at else "pending"
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "event_id": self.event_id, "kind": self.kind, "ticket_id": self.ticket_id,
+                "target": self.target, "state": self.state, "attempts": self.attempts,
+                "created_at": self.created_at.isoformat(), "next_attempt_at": self.next_attempt_at.isoformat(),
+                "delivered_at": self.delivered_at.isoformat() if self.delivered_at else None,
+                "parked_at": self.parked_at.isoformat() if self.parked_at else None,
+                "last_error": self.last_error, "delivered_to": list(self.delivered_to), "payload": self.payload}
+
+
+@dataclass(frozen=True)
+class EscalationDone:
+    """One escalation step the scheduler carried out (or cancelled: the ticket was resolved or closed)."""
+
+    ticket_id: str
+    level: int  # index in the SLA chain
+    to: str
+    due_at: datetime
+    done_at: datetime
+    outcome: str  # "escalated" or "cancelled"
+    event_id: int | None = None  # the ticket event written (None when cancelled)
 
 
 @dataclass(frozen=True)
@@ -267,6 +328,45 @@ class AuditRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class EscalationRow(Base):
+    """One step of a ticket's escalation chain (``Ticket.sla.escalations[level]``). UNIQUE(ticket_id, level) and a
+    conditional ``UPDATE ... WHERE done_at IS NULL`` make each step happen exactly once across processes."""
+    __tablename__ = "escalations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    level: Mapped[int] = mapped_column(Integer)  # index in the SLA chain (0: first step)
+    to: Mapped[str] = mapped_column(String(200))  # policy role, e.g. "supervisor"
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: pending
+    outcome: Mapped[str | None] = mapped_column(String(16))  # "escalated", "cancelled" (resolved/closed), "superseded"
+
+    __table_args__ = (UniqueConstraint("ticket_id", "level", name="uq_escalations_ticket_id_level"),
+                      Index("ix_escalations_pending", "done_at", "due_at"))
+
+
+class OutboxRow(Base):
+    """A notification written in the same transaction as the change it reports; ``serving/outbox.py`` delivers it."""
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)  # uuid4: receivers de-duplicate by it
+    kind: Mapped[str] = mapped_column(String(64))  # "ticket.p1", "ticket.escalated", "ticket.tiered_alert", ...
+    ticket_id: Mapped[str | None] = mapped_column(String(64), index=True)  # no FK: notifications outlive tickets
+    target: Mapped[str | None] = mapped_column(String(200))  # who it is addressed to (role or contact)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the event (masked: no phone numbers in clear)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    parked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # gave up after max_attempts (admins retry)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_to: Mapped[list[str]] = mapped_column(JSONType, default=list)  # webhook names that acknowledged it
+    locked_by: Mapped[str | None] = mapped_column(String(300))  # process_owner() of the relay delivering it now
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its lease; after this others take over
+    lease_token: Mapped[str | None] = mapped_column(String(32))  # which claim may record the outcome
+
+    __table_args__ = (Index("ix_outbox_due", "delivered_at", "parked_at", "next_attempt_at"),)
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -360,8 +460,9 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
 class Store:
     """All persistence of the service. Thread-safe (one session per call); several processes may share a database."""
 
-    def __init__(self, url: str | None = None, *, echo: bool = False):
+    def __init__(self, url: str | None = None, *, echo: bool = False, policy: Any = None):
         self.url = resolve_url(url)
+        self.policy = policy  # models.decisions.Policy for recomputed deadlines (None: the default policy file)
         try:
             parsed = make_url(self.url)
         except ArgumentError as e:
@@ -519,9 +620,11 @@ class Store:
                 "text, caller and channel to get that ticket again, or use a new call_id for a new call")
         return self._ticket(row, events=None)
 
-    def finish(self, claim: Claim, ticket: Ticket, actor: str, *, created_by_key: str | None = None) -> Ticket:
-        """Store ``ticket`` (with its "created" event) and release ``claim``, in one transaction. If the call_id got
-        a ticket meanwhile (a takeover raced us), the stored one is returned (same content) or IdempotencyConflict."""
+    def finish(self, claim: Claim, ticket: Ticket, actor: str, *, created_by_key: str | None = None,
+               notifications: Sequence[Notification] = ()) -> Ticket:
+        """Store ``ticket`` (with its "created" event, one ``escalations`` row per step of ``ticket.sla`` and the
+        outbox rows of ``notifications``) and release ``claim``, in one transaction. If the call_id got a ticket
+        meanwhile (a takeover raced us), the stored one is returned (same content) or IdempotencyConflict."""
         if ticket.call_id != claim.call_id:
             raise ValueError(f"ticket.call_id {ticket.call_id!r} is not the claimed call_id {claim.call_id!r}")
         data = ticket.model_copy(update={"events": None}).model_dump(mode="json")
@@ -538,6 +641,9 @@ class Store:
                 s.flush()
                 s.add(EventRow(ticket_id=ticket.id, type="created", at=created, actor=actor,
                                data={"call_id": ticket.call_id}))
+                for level, step in enumerate(ticket.sla.escalations):
+                    s.add(EscalationRow(ticket_id=ticket.id, level=level, to=step.to, due_at=step.at))
+                self._add_notifications(s, notifications, created)
                 s.execute(delete(ClaimRow).where(ClaimRow.call_id == claim.call_id, ClaimRow.owner == claim.owner))
         except IntegrityError:
             with self._write() as s, s.begin():
@@ -582,10 +688,13 @@ class Store:
     def list_tickets(self, *, status: str | None = None, priority: str | None = None, intent: str | None = None,
                      caller: str | None = None, since: datetime | None = None, until: datetime | None = None,
                      created_by_key: str | None = None, limit: int = 50,
-                     cursor: str | None = None) -> tuple[list[Ticket], str | None]:
+                     cursor: str | None = None, overdue: bool | None = None,
+                     now: datetime | None = None) -> tuple[list[Ticket], str | None]:
         """Tickets newest first (created_at, then id), ``limit`` (1..200) a page; the second value is the cursor of
         the next page (None: last page). ``since`` is inclusive, ``until`` exclusive; ``created_by_key`` limits
-        the list to one key's tickets (a platform key reads only its own)."""
+        the list to one key's tickets (a platform key reads only its own). ``overdue=True``: unfinished tickets
+        (not resolved or closed) past ``sla.due_at`` at ``now`` (default: the current time) or with an escalation
+        done; ``overdue=False``: the others."""
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit={limit!r}: must be an integer from 1 to {MAX_LIMIT}")
         _aware(since, "since")
@@ -599,6 +708,12 @@ class Store:
             q = q.where(TicketRow.created_at >= since)
         if until is not None:
             q = q.where(TicketRow.created_at < until)
+        if overdue is not None:
+            at = _aware(now, "now") or utcnow()
+            escalated = select(EscalationRow.id).where(EscalationRow.ticket_id == TicketRow.id,
+                                                       EscalationRow.outcome == "escalated").exists()
+            cond = and_(TicketRow.status.not_in(FINISHED), or_(TicketRow.due_at < at, escalated))
+            q = q.where(cond if overdue else ~cond)
         if cursor:
             at, last_id = _decode_cursor(cursor)
             q = q.where(or_(TicketRow.created_at < at, and_(TicketRow.created_at == at, TicketRow.id < last_id)))
@@ -625,6 +740,9 @@ class Store:
                 raise ValueError(f'a "satisfaction" event needs "score": an integer from 1 to 5 (got {score!r})')
         if type == "escalate" and "to" in data and not isinstance(data["to"], str):
             raise ValueError('"to" of an "escalate" event must be a string (the role or person escalated to)')
+        if type == "reprioritize" and data.get("priority") not in PRIORITIES:
+            raise ValueError(f'a "reprioritize" event needs "priority": one of {", ".join(PRIORITIES)} '
+                             f'(got {data.get("priority")!r}); the SLA deadlines are recomputed from it')
         now = utcnow()
         with self._write() as s, s.begin():
             q = select(TicketRow).where(TicketRow.id == ticket_id)
@@ -644,6 +762,9 @@ class Store:
                 row.assignee = ticket_data["assignee"] = data["assignee"].strip()
             if type == "satisfaction":
                 ticket_data["satisfaction"] = data["score"]
+            if type == "reprioritize":
+                data["from"] = row.priority
+                self._reprioritize(s, row, ticket_data, data["priority"], now)
             row.status, row.updated_at, row.data = status, now, ticket_data
             s.add(EventRow(ticket_id=ticket_id, type=type, at=now, actor=actor, data=data))
             s.flush()
@@ -683,6 +804,210 @@ class Store:
         with self._read() as s:
             return [{"id": r.id, "intent": r.intent, "order_id": r.order_id, "created_at": r.created_at}
                     for r in s.execute(q)]
+
+    def _reprioritize(self, s: Session, row: TicketRow, ticket_data: dict, priority: str, now: datetime) -> None:
+        """New priority: new ``sla`` (from the creation time, under the store's policy), pending escalation steps
+        moved (done ones stay done; steps the new chain lacks are marked "superseded"), and a "ticket.p1"
+        notification when the ticket becomes P1 — all in the caller's transaction."""
+        from models.decisions import load_policy, sla_deadlines
+        from models.ticket import Escalation, Sla
+
+        policy = self.policy or load_policy()
+        old = row.priority
+        due, steps = sla_deadlines(priority, row.created_at, policy)
+        sla = Sla(due_at=due, escalations=[Escalation(at=at, to=to) for at, to in steps])
+        ticket_data["priority"] = priority
+        ticket_data["sla"] = sla.model_dump(mode="json")
+        row.priority, row.due_at = priority, due
+        have = {e.level: e for e in s.scalars(select(EscalationRow).where(EscalationRow.ticket_id == row.id))}
+        for level, (at, to) in enumerate(steps):
+            e = have.pop(level, None)
+            if e is None:
+                s.add(EscalationRow(ticket_id=row.id, level=level, to=to, due_at=at))
+            elif e.done_at is None:
+                e.due_at, e.to = at, to
+        for e in have.values():
+            if e.done_at is None:
+                e.done_at, e.outcome = now, "superseded"
+        if priority == "P1" and old != "P1":
+            from serving.outbox import ticket_notification
+
+            ticket = Ticket.model_validate({**ticket_data, "status": row.status})
+            self._add_notifications(s, [ticket_notification("ticket.p1", ticket, now, reason=f"priority {old} -> P1")],
+                                    now)
+
+    # -- escalations (serving/escalation.py runs them)
+    def pending_escalations(self, now: datetime, limit: int = 100) -> list[int]:
+        """Ids of escalation steps due at ``now`` and not done yet, oldest due first."""
+        _aware(now, "now")
+        q = (select(EscalationRow.id).where(EscalationRow.done_at.is_(None), EscalationRow.due_at <= now)
+             .order_by(EscalationRow.due_at, EscalationRow.id).limit(limit))
+        with self._read() as s:
+            return list(s.scalars(q))
+
+    def apply_escalation(self, escalation_id: int, now: datetime, actor: str = "system",
+                         notify: Callable[[Ticket, dict], Sequence[Notification]] | None = None
+                         ) -> EscalationDone | None:
+        """Carry out one due step in one transaction: mark it done (a conditional UPDATE: the row count decides
+        which worker did it), add an "escalate" event, set the status to escalated and write ``notify``'s outbox
+        rows. A resolved or closed ticket is not escalated: the step is marked "cancelled". None when the step was
+        done already (by another worker) or is not due."""
+        with self._write() as s, s.begin():
+            esc = s.get(EscalationRow, escalation_id)
+            if esc is None or esc.done_at is not None:
+                return None
+            q = select(TicketRow).where(TicketRow.id == esc.ticket_id)
+            if self.backend == "postgresql":
+                q = q.with_for_update()  # lock the ticket first, as add_event does (no lock-order deadlock)
+            row = s.scalar(q)
+            if row is None:
+                return None
+            outcome = "cancelled" if row.status in FINISHED else "escalated"
+            done = s.execute(update(EscalationRow)
+                             .where(EscalationRow.id == escalation_id, EscalationRow.done_at.is_(None),
+                                    EscalationRow.due_at <= now)
+                             .values(done_at=now, outcome=outcome)
+                             .execution_options(synchronize_session=False))
+            if done.rowcount != 1:
+                return None  # another worker did it (or it moved): nothing written
+            s.refresh(esc)
+            result = EscalationDone(ticket_id=row.id, level=esc.level, to=esc.to, due_at=esc.due_at, done_at=now,
+                                    outcome=outcome)
+            if outcome == "cancelled":
+                return result
+            status = next_status(row.status, "escalate")
+            data = {"to": esc.to, "level": esc.level, "automatic": True, "due_at": esc.due_at.isoformat(),
+                    "priority": row.priority}
+            ev = EventRow(ticket_id=row.id, type="escalate", at=now, actor=actor, data=data)
+            s.add(ev)
+            ticket_data = dict(row.data)
+            ticket_data["status"] = status
+            ticket_data["updated_at"] = now.isoformat()
+            row.status, row.updated_at, row.data = status, now, ticket_data
+            s.flush()
+            if notify is not None:
+                self._add_notifications(s, notify(self._ticket(row, None), data), now)
+            return EscalationDone(ticket_id=row.id, level=esc.level, to=esc.to, due_at=esc.due_at, done_at=now,
+                                  outcome=outcome, event_id=ev.id)
+
+    def escalation_steps(self, ticket_id: str) -> list[dict[str, Any]]:
+        """The escalation rows of one ticket, by level (for tests and admins)."""
+        with self._read() as s:
+            return [{"level": e.level, "to": e.to, "due_at": e.due_at, "done_at": e.done_at, "outcome": e.outcome}
+                    for e in s.scalars(select(EscalationRow).where(EscalationRow.ticket_id == ticket_id)
+                                       .order_by(EscalationRow.level))]
+
+    # -- outbox (serving/outbox.py delivers it)
+    @staticmethod
+    def _add_notifications(s: Session, notes: Sequence[Notification], now: datetime) -> None:
+        for n in notes:
+            s.add(OutboxRow(event_id=n.event_id, kind=n.kind, ticket_id=n.ticket_id, target=n.target,
+                            payload=n.payload, created_at=now, next_attempt_at=now, attempts=0, delivered_to=[]))
+
+    def add_notifications(self, notes: Sequence[Notification], now: datetime | None = None) -> None:
+        """Outbox rows on their own (changes with no ticket row, e.g. a hotspot spike)."""
+        with self._write() as s, s.begin():
+            self._add_notifications(s, notes, _aware(now, "now") or utcnow())
+
+    @staticmethod
+    def _item(r: OutboxRow, token: str | None = None) -> OutboxItem:
+        return OutboxItem(id=r.id, event_id=r.event_id, kind=r.kind, ticket_id=r.ticket_id, target=r.target,
+                          payload=dict(r.payload or {}), created_at=r.created_at, next_attempt_at=r.next_attempt_at,
+                          attempts=r.attempts, delivered_at=r.delivered_at, parked_at=r.parked_at,
+                          last_error=r.last_error, delivered_to=tuple(r.delivered_to or ()), lease_token=token)
+
+    def claim_outbox(self, now: datetime, limit: int = 20, lease_s: float = 60.0) -> list[OutboxItem]:
+        """Claim up to ``limit`` due, undelivered, unparked rows for delivery with a lease of ``lease_s``.
+
+        A row is free when it has no lease, its lease expired, or the process holding it on this host is dead.
+        PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` then the lease; SQLite: a conditional UPDATE per row on
+        the lease token seen (a compare-and-set: of two relays only one gets each row)."""
+        _aware(now, "now")
+        me = process_owner()
+        base = (select(OutboxRow).where(OutboxRow.delivered_at.is_(None), OutboxRow.parked_at.is_(None),
+                                        OutboxRow.next_attempt_at <= now)
+                .order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(limit * 4))
+
+        def free(r: OutboxRow) -> bool:
+            return r.lease_token is None or r.locked_until is None or r.locked_until <= now or \
+                (r.locked_by != me and owner_is_dead(r.locked_by or ""))
+
+        out: list[OutboxItem] = []
+        until = now + timedelta(seconds=lease_s)
+        if self.backend == "postgresql":
+            with self._write() as s, s.begin():
+                for r in s.scalars(base.with_for_update(skip_locked=True)):
+                    if len(out) >= limit or not free(r):
+                        continue
+                    token = uuid.uuid4().hex
+                    r.locked_by, r.locked_until, r.lease_token = me, until, token
+                    out.append(self._item(r, token))
+            return out
+        with self._read() as s:
+            seen = [(r.id, r.lease_token) for r in s.scalars(base) if free(r)]
+        for rid, old in seen[:limit * 2]:
+            if len(out) >= limit:
+                break
+            token = uuid.uuid4().hex
+            with self._write() as s, s.begin():
+                cond = OutboxRow.lease_token.is_(None) if old is None else OutboxRow.lease_token == old
+                got = s.execute(update(OutboxRow).where(OutboxRow.id == rid, cond, OutboxRow.delivered_at.is_(None),
+                                                        OutboxRow.parked_at.is_(None))
+                                .values(locked_by=me, locked_until=until, lease_token=token)
+                                .execution_options(synchronize_session=False))
+                if got.rowcount == 1:
+                    out.append(self._item(s.get(OutboxRow, rid), token))
+        return out
+
+    def record_delivery(self, item: OutboxItem, now: datetime, delivered_to: Sequence[str], *, done: bool,
+                        error: str | None = None, next_attempt_at: datetime | None = None,
+                        park: bool = False) -> bool:
+        """The outcome of one claimed row: ``done`` (every target acknowledged), or a failed attempt (attempts + 1,
+        ``error``, retried at ``next_attempt_at``, or parked). False when the lease was lost meanwhile (another
+        relay took the row over; its outcome counts)."""
+        values: dict[str, Any] = {"delivered_to": sorted(set(delivered_to)), "locked_by": None, "locked_until": None,
+                                  "lease_token": None}
+        if done:
+            values.update(delivered_at=now, last_error=None)
+        else:
+            values.update(attempts=OutboxRow.attempts + 1, last_error=(error or "")[:2000],
+                          next_attempt_at=next_attempt_at or now, parked_at=now if park else None)
+        with self._write() as s, s.begin():
+            got = s.execute(update(OutboxRow).where(OutboxRow.id == item.id, OutboxRow.lease_token == item.lease_token)
+                            .values(**values).execution_options(synchronize_session=False))
+            return got.rowcount == 1
+
+    def list_outbox(self, state: str = "pending", limit: int = 100, kind: str | None = None) -> list[OutboxItem]:
+        """Outbox rows newest first: ``state`` pending, parked, delivered or all."""
+        if state not in OUTBOX_STATES:
+            raise ValueError(f"state {state!r}: use one of {', '.join(OUTBOX_STATES)}")
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValueError(f"limit={limit!r}: must be an integer from 1 to 1000")
+        q = select(OutboxRow)
+        if state == "pending":
+            q = q.where(OutboxRow.delivered_at.is_(None), OutboxRow.parked_at.is_(None))
+        elif state == "parked":
+            q = q.where(OutboxRow.parked_at.is_not(None), OutboxRow.delivered_at.is_(None))
+        elif state == "delivered":
+            q = q.where(OutboxRow.delivered_at.is_not(None))
+        if kind is not None:
+            q = q.where(OutboxRow.kind == kind)
+        with self._read() as s:
+            return [self._item(r) for r in s.scalars(q.order_by(OutboxRow.id.desc()).limit(limit))]
+
+    def retry_outbox(self, outbox_id: int, now: datetime | None = None) -> OutboxItem:
+        """Put a parked row back in the queue (attempts start again); NotFound, or ValueError when delivered."""
+        now = _aware(now, "now") or utcnow()
+        with self._write() as s, s.begin():
+            r = s.get(OutboxRow, outbox_id)
+            if r is None:
+                raise NotFound(f"no outbox row {outbox_id}: list them with GET /admin/outbox?state=parked")
+            if r.delivered_at is not None:
+                raise ValueError(f"outbox row {outbox_id} was delivered at {r.delivered_at.isoformat()}: nothing to retry")
+            r.parked_at, r.attempts, r.next_attempt_at, r.last_error = None, 0, now, None
+            r.locked_by = r.locked_until = r.lease_token = None
+            s.flush()
+            return self._item(r)
 
     # -- customers
     @staticmethod
