@@ -14,7 +14,7 @@ SIZE ?= default
 .PHONY: install test test-fast serve corpus lab clean-corpus help
 
 help:
-	@echo "make serve   set up, build the corpus and default models if missing, start the service"
+	@echo "make serve   set up, train the quick intent model if missing, start the service on 127.0.0.1:3000"
 	@echo "make test    set up and run the test suite (notebooks included)"
 	@echo "make corpus  synthesise the default corpus into $(CORPUS) (SIZE=tiny|small|default)"
 	@echo "make lab     JupyterLab on 127.0.0.1"
@@ -36,7 +36,9 @@ $(CORPUS)/stats.json: | install
 
 corpus: $(CORPUS)/stats.json
 
-serve: install corpus
+# The service needs no audio corpus: `hotline serve` trains the quick intent recipe from generated text when the
+# registry has no intent champion, bootstraps whisper-base, prepares the database and a developer key, then serves.
+serve: install
 	$(BIN)/hotline serve
 
 lab: install
