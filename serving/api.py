@@ -316,6 +316,7 @@ async def list_tickets(
     until: Optional[datetime] = Query(None),
     limit: int = Query(50, ge=1, le=200),
     cursor: Optional[str] = Query(None),
+    overdue: Optional[bool] = Query(None, description="true: unfinished tickets past sla.due_at or escalated"),
     key=Depends(require("read_ticket")),
 ):
     from models.decisions import PRIORITIES
@@ -333,7 +334,8 @@ async def list_tickets(
     try:
         tickets, next_cursor = rt.store.list_tickets(status=status, priority=priority, intent=intent,
                                                      caller=_caller(caller), since=since, until=until, limit=limit,
-                                                     cursor=cursor, created_by_key=created_by)
+                                                     cursor=cursor, created_by_key=created_by, overdue=overdue,
+                                                     now=rt.clock.now())
     except ValueError as e:
         raise BadInput(str(e), status=422) from None
     rt.store.audit(key, "list_tickets", None, f"{len(tickets)} tickets")
@@ -369,6 +371,30 @@ async def add_event(ticket_id: str, request: Request, key=Depends(require("updat
         raise BadInput(str(e), status=422) from None
     rt.store.audit(key, f"event:{etype}", ticket_id)
     return view(ticket, key)
+
+
+@app.get("/admin/outbox", summary="Notifications by state (parked: given up after max attempts)")
+async def admin_outbox(state: str = Query("parked", description="pending, parked, delivered or all"),
+                       kind: Optional[str] = Query(None), limit: int = Query(100, ge=1, le=1000),
+                       key=Depends(require("admin"))):
+    rt = runtime()
+    try:
+        items = rt.store.list_outbox(state, limit=limit, kind=kind)
+    except ValueError as e:
+        raise BadInput(str(e), status=422) from None
+    rt.store.audit(key, "outbox.list", None, f"{state}: {len(items)} rows")
+    return {"outbox": [i.as_dict() for i in items]}
+
+
+@app.post("/admin/outbox/{outbox_id}/retry", summary="Put a parked notification back in the delivery queue")
+async def admin_outbox_retry(outbox_id: int, key=Depends(require("admin"))):
+    rt = runtime()
+    try:
+        item = rt.store.retry_outbox(outbox_id, now=rt.clock.now())
+    except ValueError as e:
+        raise BadInput(str(e), status=409) from None
+    rt.store.audit(key, "outbox.retry", item.ticket_id, f"outbox {item.id} {item.kind}")
+    return item.as_dict()
 
 
 @app.post("/transcribe", summary="Audio to segments with channel and timestamps")
@@ -438,6 +464,12 @@ async def customer(phone: str, key=Depends(require("read_ticket"))):
     if not can(key.role, "read_unmasked"):
         out["phone"] = mask_phone(out["phone"])
     return out
+
+
+# -- the web console (GET /console, its static files, GET /policy): serving/console/ --------------------------
+from serving.console import mount as _mount_console  # noqa: E402
+
+_mount_console(app, require, runtime)
 
 
 def _may_see(key: Any, ticket: Ticket) -> bool:

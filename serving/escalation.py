@@ -152,7 +152,7 @@ def scheduler_interval() -> float:
     return value
 
 
-def start_background(store: Any) -> Scheduler | None:
+def start_background(store: Any, clock: Clock | None = None) -> Scheduler | None:
     """The service's scheduler thread (escalations and the outbox relay), or None when
     ``HOTLINE_SCHEDULER_INTERVAL_S=0`` (cron runs ``hotline escalations run`` and ``hotline outbox relay``)."""
     interval = scheduler_interval()
@@ -161,4 +161,4 @@ def start_background(store: Any) -> Scheduler | None:
         return None
     from serving.outbox import Relay
 
-    return Scheduler(store, Clock.from_env(), interval, relay=Relay(store)).start()
+    return Scheduler(store, clock or Clock.from_env(), interval, relay=Relay(store)).start()

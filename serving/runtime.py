@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any, Mapping
 
-from models.decisions import estimated_wait, link_earlier, load_policy
+from models.decisions import estimated_wait, link_earlier, load_policy, tier
 from models.ticket import (
     Customer,
     RouteDecision,
@@ -22,6 +22,7 @@ from models.ticket import (
     content_hash,
     now_utc,
 )
+from serving.outbox import new_ticket_notifications
 from serving.settings import Settings
 from serving.store import new_ticket_id
 
@@ -46,8 +47,13 @@ class Runtime:
         self.settings = settings
         self.recognition, self.analysis, self.understanding = recognition, analysis, understanding
         self.policy = load_policy(settings.policy_path)
-        self.store = Store(settings.database_url)
+        self.store = Store(settings.database_url, policy=self.policy)
         self.store.upgrade()
+        from serving.escalation import Clock, start_background
+
+        # escalations and the outbox relay every HOTLINE_SCHEDULER_INTERVAL_S (0: off; cron runs them instead)
+        self.clock = Clock.from_env()
+        self.scheduler = start_background(self.store, self.clock)
         self.started = time.time()
         self.boot_id = uuid.uuid4().hex[:12]
         self._pipeline = None
@@ -111,6 +117,7 @@ class Runtime:
                "policy_version": self.policy.version, "uptime_s": round(time.time() - self.started, 1)}
         if self._pipeline is not None:
             out["batches"] = await self.batch_stats()
+        out["scheduler"] = self.scheduler.status() if self.scheduler else {"running": False}
         if self._error:
             out["error"] = self._error
         return out
@@ -197,14 +204,18 @@ class Runtime:
             order_id = (pred.get("slots") or {}).get("order_id")
             earlier = self.store.earlier_tickets(caller, order_id, exclude_call_id=call_id)
             linked, why = link_earlier(earlier, pred["intent"], order_id, pred.get("transcript") or text)
+            level, tier_rule = tier(pred, customer, self.policy)
             ticket = build_ticket(
                 pred, ticket_id=new_ticket_id(), call_id=call_id, channel=channel, caller=caller,
                 created_at=now_utc(), customer=customer, linked_tickets=linked, link_reasons=why, policy=self.policy,
-                model_versions=self.model_versions(), absent_models=sorted(self._absent),
+                model_versions=self.model_versions(), absent_models=sorted(self._absent), tier=level,
+                tier_rule=tier_rule,
             )
             new_id = ticket.id
+            # P1 and tiered alerts go to the outbox in the ticket's own transaction
             ticket = self.store.finish(got, ticket, actor=getattr(actor, "name", str(actor)),
-                                       created_by_key=getattr(actor, "id", None))
+                                       created_by_key=getattr(actor, "id", None),
+                                       notifications=new_ticket_notifications(ticket, self.policy, ticket.created_at))
         except BaseException:
             self.store.abandon(got)
             raise

@@ -230,3 +230,35 @@ def test_outbox_rows_roll_back_with_the_ticket(store):
     assert got.id == t.id
     assert len(store.list_outbox("all", kind="ticket.p1")) == 1
     assert len(store.escalation_steps(t.id)) == 2
+
+
+def test_get_tickets_overdue_over_http_with_the_moved_clock(store, monkeypatch):
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    import serving.api as api
+
+    clock = Clock()
+    from serving.settings import Settings
+
+    monkeypatch.setattr(api, "runtime", lambda: SimpleNamespace(store=store, clock=clock, policy=POLICY,
+                                                                settings=Settings()))
+    client = TestClient(api.app)
+    agent = {"Authorization": f"Bearer {store.create_key('agent')[1]}"}
+    late = create(store, "call-http-late")
+    clock.set(T0 + timedelta(hours=1))
+    assert client.get("/tickets?overdue=true", headers=agent).json()["tickets"] == []
+    clock.set(T0 + timedelta(hours=2, seconds=1))
+    run_due(store, clock.now())
+    r = client.get("/tickets?overdue=true", headers=agent)
+    assert r.status_code == 200, r.text
+    assert [t["id"] for t in r.json()["tickets"]] == [late.id]
+    assert r.json()["tickets"][0]["status"] == "escalated"
+    assert client.get("/tickets?overdue=false", headers=agent).json()["tickets"] == []
+    ev = client.get(f"/tickets/{late.id}", headers=agent).json()["events"]
+    assert [(e["type"], e["data"].get("to")) for e in ev] == [("created", None), ("escalate", "supervisor")]
+    r = client.post(f"/tickets/{late.id}/events", headers=agent, json={"type": "reprioritize", "priority": "P1"})
+    assert r.status_code == 200 and r.json()["priority"] == "P1"
+    assert client.post(f"/tickets/{late.id}/events", headers=agent,
+                       json={"type": "reprioritize", "priority": "P0"}).status_code == 422

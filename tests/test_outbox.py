@@ -294,3 +294,34 @@ def test_a_relay_killed_mid_delivery_loses_nothing(store_url):
     assert all(g["ok"] for g in receiver.got)
     assert store.list_outbox("pending") == [] and {i.event_id for i in store.list_outbox("delivered")} == ids
     store.close()
+
+
+def test_admin_sees_parked_rows_and_retries_them_over_http(store, monkeypatch):
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    import serving.api as api
+    from serving.escalation import Clock
+
+    monkeypatch.setattr(api, "runtime", lambda: SimpleNamespace(store=store, clock=Clock(), policy=POLICY))
+    client = TestClient(api.app)
+    admin = {"Authorization": f"Bearer {store.create_key('admin')[1]}"}
+    agent = {"Authorization": f"Bearer {store.create_key('agent')[1]}"}
+    store.add_notifications(notes(2))
+    now = datetime.now(timezone.utc)
+    first = store.claim_outbox(now, limit=1)[0]
+    assert store.record_delivery(first, now, [], done=False, error="HTTP 500", park=True)
+    r = client.get("/admin/outbox?state=parked", headers=admin)
+    assert r.status_code == 200, r.text
+    (row,) = r.json()["outbox"]
+    assert (row["id"], row["state"], row["attempts"], row["last_error"]) == (first.id, "parked", 1, "HTTP 500")
+    assert PHONE not in r.text
+    assert client.get("/admin/outbox?state=pending", headers=admin).json()["outbox"].__len__() == 1
+    assert client.get("/admin/outbox?state=parked", headers=agent).status_code == 403
+    assert client.get("/admin/outbox?state=lost", headers=admin).status_code == 422
+    r = client.post(f"/admin/outbox/{first.id}/retry", headers=admin)
+    assert r.status_code == 200 and r.json()["state"] == "pending" and r.json()["attempts"] == 0
+    assert client.post("/admin/outbox/999999/retry", headers=admin).status_code == 404
+    assert client.post(f"/admin/outbox/{first.id}/retry", headers=agent).status_code == 403
+    assert [e.action for e in store.audit_entries()][:2] == ["outbox.retry", "outbox.list"]
