@@ -65,3 +65,22 @@ def test_serve_without_an_intent_champion_and_no_train_says_how_to_get_one(capsy
     assert main(["serve", "--no-train"]) == 1
     err = capsys.readouterr().err
     assert "no intent champion" in err and "hotline train intent" in err and "intent_quick.yaml" in err
+
+
+def test_data_synth_exits_non_zero_when_items_fail(tmp_path):
+    """A broken espeak-ng (exits 3 for every item) must not give a "successful" empty corpus."""
+    import os
+    import subprocess
+    import sys
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    broken = bindir / "espeak-ng"
+    broken.write_text("#!/bin/sh\necho 'espeak-ng: broken for this test' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-m", "training.cli", "data", "synth", "--size", "tiny", "--out",
+                           str(tmp_path / "c"), "--workers", "1", "--no-dataset"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "--max-failed-fraction" in proc.stderr

@@ -31,6 +31,10 @@ def _data_synth(args: argparse.Namespace) -> int:
     )
     print(report.table())
     print(f"wrote {args.out}/manifest.jsonl, {{train,validation,test}}.jsonl, calls.jsonl, dataset/, stats.json")
+    if not report.ok(args.max_failed_fraction):
+        print(f"error: {report.failed_fraction:.1%} of the items failed (more than --max-failed-fraction "
+              f"{args.max_failed_fraction:g}); see the failures above", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -113,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed: same seed, same corpus")
     s.add_argument("--workers", type=int, default=2, help="synthesis processes (default: %(default)s)")
     s.add_argument("--no-dataset", action="store_true", help="skip saving the Hugging Face DatasetDict")
+    s.add_argument("--max-failed-fraction", type=float, default=0.01,
+                   help="exit 1 when more than this share of the items failed (default: %(default)s)")
     s.set_defaults(func=_data_synth)
     i = dsub.add_parser("import", help="turn a real corpus folder into a manifest and DatasetDict")
     i.add_argument("--kind", required=True, choices=["aishell", "kaldi", "common_voice", "emotion", "manifest"])
