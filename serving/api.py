@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 import bentoml
-from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -370,6 +370,10 @@ async def add_event(ticket_id: str, request: Request, key=Depends(require("updat
             raise
         raise BadInput(str(e), status=422) from None
     rt.store.audit(key, f"event:{etype}", ticket_id)
+    if etype == "resolve":
+        import asyncio
+
+        await asyncio.to_thread(_kb_resolved, ticket_id)
     return view(ticket, key)
 
 
@@ -472,6 +476,63 @@ from serving.console import mount as _mount_console  # noqa: E402
 _mount_console(app, require, runtime)
 
 
+# -- live streams and the knowledge base (serving/stream.py, models/kb.py; README "Live streams") ----------------
+@app.websocket("/stream")
+async def stream(ws: WebSocket):
+    from serving.stream import stream_endpoint
+
+    await stream_endpoint(ws)
+
+
+@app.websocket("/stream/{call_id}/watch")
+async def watch_stream(ws: WebSocket, call_id: str):
+    from serving.stream import watch_endpoint
+
+    await watch_endpoint(ws, call_id)
+
+
+@app.get("/live", summary="The calls streaming now, with their dialect, emotion, alerts and intent")
+async def live(key=Depends(require("update_ticket"))):
+    from serving.stream import live_calls
+
+    return {"calls": live_calls(key.role)}
+
+
+@app.get("/assist", summary="Knowledge-base suggestions for a ticket")
+async def assist(ticket: str = Query(..., description="the ticket's id"), k: int = Query(3, ge=1, le=10),
+                 key=Depends(require("update_ticket"))):
+    import asyncio
+
+    from serving.stream import knowledge_base
+
+    rt = runtime()
+    t = rt.store.get_ticket(ticket, with_events=False)
+    if t is None or not _may_see(key, t):
+        raise BadInput(f"no ticket {ticket!r}; list tickets with GET /tickets", status=404)
+    kb = knowledge_base(rt)
+    if kb is None:
+        raise BadInput(f"the knowledge base is not loaded ({getattr(rt, '_kb_error', '?')}); check HOTLINE_KB_DIR",
+                       status=503, headers={"Retry-After": str(rt.settings.retry_after_s)})
+    words = " ".join(s.text for s in t.transcript if s.channel != "agent") or (t.text or "")
+    hits = await asyncio.to_thread(kb.search, f"{t.summary} {words}", k + 1, t.intent)
+    hits = [h for h in hits if h["id"] != f"ticket:{t.id}"][:k]
+    return {"ticket": t.id, "intent": t.intent,
+            "articles": [{x: h[x] for x in ("id", "title", "snippet", "score", "kind")} for h in hits]}
+
+
+def _kb_resolved(ticket_id: str) -> None:
+    """A resolved ticket joins the knowledge base (its summary and resolution comment)."""
+    from serving.stream import knowledge_base
+
+    rt = runtime()
+    kb = knowledge_base(rt)
+    if kb is not None:
+        try:
+            kb.add_ticket(rt.store.get_ticket(ticket_id, with_events=True))
+        except Exception:  # noqa: BLE001 - the event is saved; a missed index update is logged, not an error
+            log.exception("knowledge base: ticket %s not indexed", ticket_id)
+
+
 def _may_see(key: Any, ticket: Ticket) -> bool:
     """Platforms read only the tickets they created; other roles read all."""
     if key.role != "platform":
@@ -511,8 +572,16 @@ class readiness_middleware:  # noqa: N801 - BentoML takes the class itself
         self.in_flight = 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http":
+        if scope.get("type") not in ("http", "websocket"):  # an open WebSocket (/stream) holds a slot too
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket" and self.in_flight >= self.limit:  # accept, say why, close 1013 (try later)
+            if (await receive()).get("type") == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.send", "text": json.dumps(
+                    {"type": "error", "seq": 0, "t": 0, "error": f"the service is busy ({self.limit} requests and "
+                     f"streams in progress); retry after {self.retry_after} s"}, ensure_ascii=False)})
+                await send({"type": "websocket.close", "code": 1013})
             return
         path = scope.get("path", "")
         if path == "/readyz" and scope.get("method") == "GET":
