@@ -15,6 +15,11 @@ Idempotent ticket creation (``POST /tickets``) is a claim on the ``call_id`` hel
 A claim whose lease expired, or whose owner process on this host is dead (pid plus its start time, so a recycled
 pid is not mistaken for the owner), is taken over: after a crash and restart a retry succeeds at once.
 
+``finish`` also writes one ``escalations`` row per step of the ticket's SLA chain and the ticket's outbox rows
+(``notifications``) in the ticket's transaction. ``pending_escalations``/``apply_escalation`` carry the steps out
+exactly once (``serving/escalation.py``); ``claim_outbox``/``record_delivery`` lease outbox rows to the webhook relay
+(``serving/outbox.py``); ``list_outbox``/``retry_outbox`` serve admins. ``list_tickets(overdue=True, now=...)``.
+
 Environment: ``HOTLINE_DATABASE_URL`` (default ``sqlite:///<repo>/var/hotline.db``).
 """
 
