@@ -5,8 +5,10 @@ as ``hotline-<name>`` with its registry version, run id and metrics as labels, a
 models. Inside that image there is no MLflow registry: the Bento sets ``HOTLINE_MODEL_SOURCE=bentoml`` and the model
 loaders ask :func:`load_bundled` first::
 
-    bundled = load_bundled(name)          # a folder, or None when not running from a Bento / not bundled
-    if bundled is not None: directory, info = bundled, bundled_info(name)
+    # models/champions.py, first line of champion_version(model_name): presence and version come from the Bento
+    if from_bento(): return bundled_version(model_name)
+    # ... and first line of download_champion(name): the bundled folder instead of a registry download
+    if (bundled := load_bundled(name)) is not None: return bundled, bundled_info(name)
 
 Anywhere else (``make serve``, ``hotline predict``) the variable is unset and both return None, so nothing changes.
 No heavy imports: bentoml is imported only when the variable says to.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 SOURCE_ENV = "HOTLINE_MODEL_SOURCE"  # "bentoml": load champions from the BentoML model store (inside a Bento)
@@ -74,3 +77,13 @@ def bundled_info(name: str) -> dict[str, Any] | None:
     info["metrics"] = metrics
     info["bento_model"] = str(model.tag)
     return info
+
+
+def bundled_version(name: str) -> SimpleNamespace | None:
+    """What ``champion_version`` gives inside a Bento: an object with the ``version``, ``run_id``, ``source`` and
+    ``tags`` of the bundled model (as an MLflow ``ModelVersion`` has them), or None when it was not bundled."""
+    info = bundled_info(name)
+    if info is None:
+        return None
+    return SimpleNamespace(name=name, version=info["version"], run_id=info["run_id"], source=info["source"],
+                           tags={"bento_model": info["bento_model"]}, aliases=["champion"])

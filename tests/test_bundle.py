@@ -103,15 +103,18 @@ def test_bundle_imports_champions_and_builds_a_cuda_bento_offline(tiny_champion,
 
     # inside the image the loaders read the bundled folder: it loads as the intent model it was
     probe = ("import json; from models.bundled import load_bundled, bundled_info; "
+             "from models.bundled import bundled_version; "
              "from models.champions import load_intent_component; d = load_bundled('intent'); "
              f"m = load_intent_component(d); print(json.dumps({{'intent': m.predict([{TEXT!r}])[0].intent, "
-             "'info': bundled_info('intent'), 'dialect': str(load_bundled('dialect'))}))")
+             "'info': bundled_info('intent'), 'dialect': str(load_bundled('dialect')), "
+             "'v': bundled_version('intent').version, 'asr_v': str(bundled_version('asr'))}))")
     out = _run([sys.executable, "-c", probe], dict(env, HOTLINE_MODEL_SOURCE="bentoml"), timeout=300)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["info"]["run_id"] == mv.run_id and got["info"]["version"] == str(mv.version)
     assert got["info"]["metrics"]["val_score"] == pytest.approx(metrics["val_score"])
     assert got["dialect"] == "None" and isinstance(got["intent"], str)
+    assert got["v"] == str(mv.version) and got["asr_v"] == "None"
 
     # a second bundle reuses the imported model (same run and version) and builds a new Bento
     again = _run([sys.executable, "-m", "training.cli", "bundle"], env)
@@ -121,10 +124,10 @@ def test_bundle_imports_champions_and_builds_a_cuda_bento_offline(tiny_champion,
 
 
 def test_load_bundled_is_off_outside_a_bento(monkeypatch):
-    from models.bundled import bundled_info, load_bundled
+    from models.bundled import bundled_info, bundled_version, load_bundled
 
     monkeypatch.delenv("HOTLINE_MODEL_SOURCE", raising=False)
-    assert load_bundled("intent") is None and bundled_info("intent") is None
+    assert load_bundled("intent") is None and bundled_info("intent") is None and bundled_version("intent") is None
 
 
 def test_bundle_without_an_intent_champion_says_what_to_train(capsys):

@@ -55,7 +55,7 @@ def ensure_intent(no_train: bool, p: _Progress) -> bool:
         from training.intent import main as train_intent
 
         t = time.monotonic()
-        rc = train_intent(["--config", str(REPO / QUICK_CONFIG), "trainer.progress_bar=false"])
+        rc = train_intent(["--config", str(REPO / QUICK_CONFIG)])  # its progress bar shows the steps
         mv = champion_version("intent")
         if rc or mv is None:
             print(f"serve: the quick intent recipe failed (exit {rc}); see the output above", file=sys.stderr)
