@@ -70,7 +70,12 @@ def client():
 
 
 def champion_version(model_name: str):
-    """The registry's ``ModelVersion`` holding @champion for ``model_name``, or None."""
+    """The registry's ``ModelVersion`` holding @champion for ``model_name``, or None. Inside a Bento
+    (``HOTLINE_MODEL_SOURCE=bentoml``) the bundled model's version instead (models/bundled.py)."""
+    from models.bundled import bundled_version, from_bento
+
+    if from_bento():
+        return bundled_version(model_name)
     from mlflow.exceptions import MlflowException
 
     c = client()
@@ -83,6 +88,10 @@ def champion_version(model_name: str):
 def version_info(mv) -> dict[str, Any]:
     """What a response or a bundle label says of a registered version: version, run id, source and the run's metrics."""
     info: dict[str, Any] = {"version": str(mv.version), "run_id": str(mv.run_id), "source": str(mv.source)}
+    from models.bundled import from_bento
+
+    if from_bento():
+        return info
     try:
         info["metrics"] = dict(client().get_run(mv.run_id).data.metrics)
     except Exception:  # noqa: BLE001 - a run deleted from the store: the version still loads
@@ -94,8 +103,13 @@ def download_champion(name: str) -> tuple[Path, dict[str, str]]:
     """Download ``models:/<name>@champion`` to a local folder; returns (folder, version info). The folder is
     what the model was logged as (for a pyfunc model: ``MLmodel`` and ``artifacts/``); loaders resolve it.
 
-    Raises :class:`SetupError` naming the command to run when the registry has no champion.
+    Raises :class:`SetupError` naming the command to run when the registry has no champion. Inside a Bento the
+    bundled folder is returned instead (models/bundled.py).
     """
+    from models.bundled import bundled_info, load_bundled
+
+    if (bundled := load_bundled(name)) is not None:
+        return bundled, bundled_info(name)
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())

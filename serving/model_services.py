@@ -87,6 +87,8 @@ class Recognition:
         self.recognizer = comps.speech["asr"]
         self.version = comps.versions["asr"]
         self.batches = BatchStats()
+        # Warm up: one decode of a second of quiet noise, so the first caller does not pay for lazy initialisation.
+        self.recognizer.transcribe_batch([np.random.default_rng(0).normal(0, 1e-3, 16000).astype(np.float32)])
 
     @bentoml.api
     def info(self) -> dict:
