@@ -546,6 +546,10 @@ class StreamSession:
         intent = (self.intent or {}).get("intent")
         query = words + (" " + " ".join(self.cues) if self.cues else "")
         hits = await asyncio.to_thread(self.kb.search, query, 3, intent)
+        if self.cues:  # complaint cues (12315, 找领导, ...) ask for their own article: the best for the cues alone
+            cue_hits = await asyncio.to_thread(self.kb.search, "客户说要" + "、".join(self.cues), 1)
+            if cue_hits and cue_hits[0]["id"] not in [h["id"] for h in hits]:
+                hits = hits[:2] + cue_hits
         ids = [h["id"] for h in hits]
         if hits and ids != self.suggested:
             self.suggested = ids
