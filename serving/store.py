@@ -15,10 +15,22 @@ Idempotent ticket creation (``POST /tickets``) is a claim on the ``call_id`` hel
 A claim whose lease expired, or whose owner process on this host is dead (pid plus its start time, so a recycled
 pid is not mistaken for the owner), is taken over: after a crash and restart a retry succeeds at once.
 
-``finish`` also writes one ``escalations`` row per step of the ticket's SLA chain and the ticket's outbox rows
-(``notifications``) in the ticket's transaction. ``pending_escalations``/``apply_escalation`` carry the steps out
+``finish`` also writes one ``escalations`` row per step of the ticket's SLA chain, the ticket's outbox rows
+(``notifications``), its quality-check result (``qa_results``, :class:`QaRecord`) and its recording (``recordings``,
+encrypted) in the ticket's transaction. ``pending_escalations``/``apply_escalation`` carry the steps out
 exactly once (``serving/escalation.py``); ``claim_outbox``/``record_delivery`` lease outbox rows to the webhook relay
 (``serving/outbox.py``); ``list_outbox``/``retry_outbox`` serve admins. ``list_tickets(overdue=True, now=...)``.
+
+Operations (issue 12; ``serving/operations.py`` drives them): ``qa_results``/``qa_result`` (quality checks),
+``hotspot_tickets``/``record_hotspot_alerts`` (complaints for :func:`models.hotspots.hotspots`; one alert row and one
+"hotspot.spike" outbox row per spike), ``csat_rows`` (satisfaction scores with queue, intent and agent), and
+``purge_recordings``. Resolving a ticket writes a "ticket.satisfaction_request" outbox row in the resolve's transaction.
+
+Encryption at rest: with a :class:`serving.crypto.Cipher` (``Store(cipher=...)``; the service passes
+``Cipher.from_env(required=False)``), recordings are stored as Fernet tokens, and the transcript's texts, a message's
+``text`` and the quoted turns of quality-check evidence are stored as Fernet tokens inside the JSON; reads decrypt
+them. Without a cipher no recording is stored at all and transcripts are stored as plaintext (the service says so at
+start-up and in ``/readyz``).
 
 Environment: ``HOTLINE_DATABASE_URL`` (default ``sqlite:///<repo>/var/hotline.db``).
 """
@@ -46,6 +58,8 @@ from sqlalchemy import (
     MetaData,
     Boolean,
     DateTime,
+    Float,
+    LargeBinary,
     ForeignKey,
     Index,
     Integer,
@@ -263,7 +277,9 @@ class TicketRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "T-" + 32 hex (time-ordered)
     call_id: Mapped[str] = mapped_column(String(200), unique=True)  # the idempotency key
     content_hash: Mapped[str] = mapped_column(String(64))  # of the submission that made the ticket
-    caller: Mapped[str | None] = mapped_column(String(32), index=True)  # phone number in clear
+    # phone number in clear (an email's sender address for email tickets: 320 wide on PostgreSQL; SQLite does not
+    # enforce lengths)
+    caller: Mapped[str | None] = mapped_column(String(32).with_variant(String(320), "postgresql"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), index=True)
     priority: Mapped[str] = mapped_column(String(4))
@@ -372,6 +388,61 @@ class OutboxRow(Base):
     __table_args__ = (Index("ix_outbox_due", "delivered_at", "parked_at", "next_attempt_at"),)
 
 
+class QaRow(Base):
+    """The quality check of one ticketed call (``models.qa.check_call``), with the evidence."""
+    __tablename__ = "qa_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), unique=True)
+    agent: Mapped[str | None] = mapped_column(String(200), index=True)  # the agent on the call (None: not given)
+    score: Mapped[float] = mapped_column(Float)  # 0..100
+    passed: Mapped[bool] = mapped_column(Boolean)
+    rules_version: Mapped[str] = mapped_column(String(64))
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType)  # QaResult.to_dict() (turn texts encrypted with a key)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class RecordingRow(Base):
+    """A call's uploaded audio, encrypted; ``audio`` emptied and ``purged_at`` set after the retention period."""
+    __tablename__ = "recordings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    audio: Mapped[bytes | None] = mapped_column(LargeBinary)  # a Fernet token of the upload; None once purged
+    size_bytes: Mapped[int] = mapped_column(Integer)  # of the upload (plaintext)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_recordings_due", "purged_at", "created_at"),)
+
+
+class HotspotAlertRow(Base):
+    """One complaint spike announced: UNIQUE(dimension, key, window, window_start) keeps it to one notification."""
+    __tablename__ = "hotspot_alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dimension: Mapped[str] = mapped_column(String(16))  # intent | product | region
+    key: Mapped[str] = mapped_column(String(200))
+    window: Mapped[str] = mapped_column(String(16))  # e.g. "1h"
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)  # the window's start, aligned down to its length
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)  # the report's end (now)
+    count: Mapped[int] = mapped_column(Integer)
+    p_value: Mapped[float] = mapped_column(Float)
+    event_id: Mapped[str] = mapped_column(String(36))  # the outbox row's event id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("dimension", "key", "window", "window_start",
+                                       name="uq_hotspot_alerts_dimension_key_window_start"),)
+
+
+@dataclass(frozen=True)
+class QaRecord:
+    """A quality-check result to store with its ticket (``Store.finish(qa=...)``)."""
+
+    result: dict  # models.qa.QaResult.to_dict()
+    agent: str | None = None  # the agent on the call
+
+
+ENCRYPTED_PLACEHOLDER = "[encrypted: set HOTLINE_ENCRYPTION_KEY to read]"
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -465,9 +536,10 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
 class Store:
     """All persistence of the service. Thread-safe (one session per call); several processes may share a database."""
 
-    def __init__(self, url: str | None = None, *, echo: bool = False, policy: Any = None):
+    def __init__(self, url: str | None = None, *, echo: bool = False, policy: Any = None, cipher: Any = None):
         self.url = resolve_url(url)
         self.policy = policy  # models.decisions.Policy for recomputed deadlines (None: the default policy file)
+        self.cipher = cipher  # serving.crypto.Cipher: recordings and transcripts encrypted at rest (None: plaintext)
         try:
             parsed = make_url(self.url)
         except ArgumentError as e:
@@ -626,13 +698,16 @@ class Store:
         return self._ticket(row, events=None)
 
     def finish(self, claim: Claim, ticket: Ticket, actor: str, *, created_by_key: str | None = None,
-               notifications: Sequence[Notification] = ()) -> Ticket:
-        """Store ``ticket`` (with its "created" event, one ``escalations`` row per step of ``ticket.sla`` and the
-        outbox rows of ``notifications``) and release ``claim``, in one transaction. If the call_id got a ticket
-        meanwhile (a takeover raced us), the stored one is returned (same content) or IdempotencyConflict."""
+               notifications: Sequence[Notification] = (), qa: QaRecord | None = None,
+               recording: bytes | None = None) -> Ticket:
+        """Store ``ticket`` (with its "created" event, one ``escalations`` row per step of ``ticket.sla``, the
+        outbox rows of ``notifications``, its quality check ``qa`` and its ``recording``) and release ``claim``, in one
+        transaction. The recording is stored encrypted, and only when the store has a cipher (without one it is not
+        kept at all). If the call_id got a ticket meanwhile (a takeover raced us), the stored one is returned (same
+        content) or IdempotencyConflict."""
         if ticket.call_id != claim.call_id:
             raise ValueError(f"ticket.call_id {ticket.call_id!r} is not the claimed call_id {claim.call_id!r}")
-        data = ticket.model_copy(update={"events": None}).model_dump(mode="json")
+        data = self._seal_ticket(ticket.model_copy(update={"events": None}).model_dump(mode="json"))
         created = ticket.created_at
         try:
             with self._write() as s, s.begin():
@@ -649,6 +724,14 @@ class Store:
                 for level, step in enumerate(ticket.sla.escalations):
                     s.add(EscalationRow(ticket_id=ticket.id, level=level, to=step.to, due_at=step.at))
                 self._add_notifications(s, notifications, created)
+                if qa is not None:
+                    r = qa.result
+                    s.add(QaRow(ticket_id=ticket.id, agent=(qa.agent or None), score=float(r["score"]),
+                                passed=bool(r["passed"]), rules_version=str(r.get("rules_version") or "")[:64],
+                                result=self._seal_qa(r), created_at=created))
+                if recording is not None and self.cipher is not None:
+                    s.add(RecordingRow(ticket_id=ticket.id, created_at=created, audio=self.cipher.encrypt(recording),
+                                       size_bytes=len(recording), purged_at=None))
                 s.execute(delete(ClaimRow).where(ClaimRow.call_id == claim.call_id, ClaimRow.owner == claim.owner))
         except IntegrityError:
             with self._write() as s, s.begin():
@@ -666,9 +749,55 @@ class Store:
         with self._write() as s, s.begin():
             s.execute(delete(ClaimRow).where(ClaimRow.call_id == claim.call_id, ClaimRow.owner == claim.owner))
 
+    # -- encryption at rest
+    def _seal(self, value: Any) -> Any:
+        if self.cipher is None or not isinstance(value, str) or not value:
+            return value
+        return self.cipher.encrypt_text(value).decode("ascii")
+
+    def _open(self, value: Any) -> Any:
+        from serving.crypto import DecryptionError, looks_encrypted
+
+        if not isinstance(value, str) or not looks_encrypted(value):
+            return value
+        if self.cipher is None:
+            return ENCRYPTED_PLACEHOLDER
+        try:
+            return self.cipher.decrypt_text(value.encode("ascii"))
+        except DecryptionError as e:  # a wrong or rotated-out key: the rest of the ticket is still readable
+            import logging
+
+            logging.getLogger("hotline.store").warning("a stored text could not be decrypted: %s", e)
+            return ENCRYPTED_PLACEHOLDER
+
+    def _seal_ticket(self, data: dict) -> dict:
+        """The ticket JSON as stored: the transcript's texts and a message's text encrypted (with a cipher)."""
+        if self.cipher is None:
+            return data
+        data = dict(data)
+        data["transcript"] = [{**seg, "text": self._seal(seg.get("text"))} for seg in data.get("transcript") or ()]
+        data["text"] = self._seal(data.get("text"))
+        return data
+
+    def _open_ticket(self, data: dict) -> dict:
+        data = dict(data)
+        data["transcript"] = [{**seg, "text": self._open(seg.get("text"))} for seg in data.get("transcript") or ()]
+        data["text"] = self._open(data.get("text"))
+        return data
+
+    def _seal_qa(self, result: dict) -> dict:
+        if self.cipher is None:
+            return dict(result)
+        return {**result, "violations": [{**v, "text": self._seal(v.get("text"))}
+                                         for v in result.get("violations") or ()]}
+
+    def _open_qa(self, result: dict) -> dict:
+        return {**result, "violations": [{**v, "text": self._open(v.get("text"))}
+                                         for v in result.get("violations") or ()]}
+
     # -- tickets
     def _ticket(self, row: TicketRow, events: Sequence[EventRow] | None) -> Ticket:
-        t = Ticket.model_validate(row.data)
+        t = Ticket.model_validate(self._open_ticket(row.data))
         upd: dict[str, Any] = {"status": row.status, "assignee": row.assignee, "updated_at": row.updated_at}
         if events is not None:
             upd["events"] = [TicketEvent(id=e.id, type=e.type, at=e.at, actor=e.actor, data=e.data or {})
@@ -773,7 +902,13 @@ class Store:
             row.status, row.updated_at, row.data = status, now, ticket_data
             s.add(EventRow(ticket_id=ticket_id, type=type, at=now, actor=actor, data=data))
             s.flush()
-            return self._ticket(row, self._events(s, ticket_id))
+            ticket = self._ticket(row, self._events(s, ticket_id))
+            if type == "resolve" and ticket_data.get("satisfaction") is None:
+                # the customer is asked how satisfied they were: an outbox row in the resolve's own transaction
+                from serving.operations import satisfaction_request
+
+                self._add_notifications(s, [satisfaction_request(ticket, now)], now)
+            return ticket
 
     def linked_tickets(self, caller: str | None, order_id: str | None, exclude_call_id: str | None = None) -> list[str]:
         """Ids of earlier tickets of the same caller or the same order id, newest first (at most 10)."""
@@ -1013,6 +1148,152 @@ class Store:
             r.locked_by = r.locked_until = r.lease_token = None
             s.flush()
             return self._item(r)
+
+    # -- quality checks (serving/operations.py runs models.qa.check_call)
+    def _qa(self, r: QaRow) -> dict[str, Any]:
+        return {"ticket_id": r.ticket_id, "agent": r.agent, "score": r.score, "passed": r.passed,
+                "rules_version": r.rules_version, "created_at": r.created_at, "result": self._open_qa(r.result or {})}
+
+    def qa_result(self, ticket_id: str) -> dict[str, Any] | None:
+        """The stored quality check of one ticket (``result`` with its evidence, decrypted), or None."""
+        with self._read() as s:
+            r = s.scalar(select(QaRow).where(QaRow.ticket_id == ticket_id))
+            return self._qa(r) if r is not None else None
+
+    def qa_results(self, *, since: datetime | None = None, until: datetime | None = None,
+                   agent: str | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Stored quality checks, newest first (``since`` inclusive, ``until`` exclusive, by ``created_at``)."""
+        _aware(since, "since")
+        _aware(until, "until")
+        if not isinstance(limit, int) or not 1 <= limit <= 100_000:
+            raise ValueError(f"limit={limit!r}: must be an integer from 1 to 100000")
+        q = select(QaRow)
+        if since is not None:
+            q = q.where(QaRow.created_at >= since)
+        if until is not None:
+            q = q.where(QaRow.created_at < until)
+        if agent is not None:
+            q = q.where(QaRow.agent == agent)
+        with self._read() as s:
+            return [self._qa(r) for r in s.scalars(q.order_by(QaRow.created_at.desc(), QaRow.id.desc()).limit(limit))]
+
+    # -- recordings (encrypted at rest; purged after the retention period)
+    def recording(self, ticket_id: str) -> bytes | None:
+        """The decrypted audio of a ticket's call; None when none was stored or it was purged."""
+        with self._read() as s:
+            r = s.scalar(select(RecordingRow).where(RecordingRow.ticket_id == ticket_id))
+            if r is None or r.audio is None:
+                return None
+        if self.cipher is None:
+            from serving.crypto import EncryptionKeyError, HOW_TO_MAKE_A_KEY
+
+            raise EncryptionKeyError(f"the recording of {ticket_id} is encrypted and no key is configured; "
+                                     f"{HOW_TO_MAKE_A_KEY}")
+        return self.cipher.decrypt(r.audio)
+
+    def recordings(self) -> list[dict[str, Any]]:
+        """Every recording row without its audio: ticket_id, created_at, size_bytes, purged_at, stored (bool)."""
+        q = select(RecordingRow.ticket_id, RecordingRow.created_at, RecordingRow.size_bytes, RecordingRow.purged_at,
+                   RecordingRow.audio.is_not(None)).order_by(RecordingRow.created_at, RecordingRow.id)
+        with self._read() as s:
+            return [{"ticket_id": t, "created_at": c, "size_bytes": n, "purged_at": p, "stored": bool(st)}
+                    for t, c, n, p, st in s.execute(q)]
+
+    def purge_recordings(self, now: datetime, retention_days: float | None) -> list[str]:
+        """Delete the audio of every recording ``retention_days`` old or older at ``now`` (the rule of
+        ``serving.crypto.purge_due``); the row stays with ``purged_at`` set. Returns the tickets purged. None keeps
+        recordings for ever."""
+        from serving.crypto import purge_due
+
+        _aware(now, "now")
+        if retention_days is None:
+            return []
+        purge_due(now, retention_days, now)  # validates retention_days
+        cutoff = now - timedelta(days=float(retention_days))
+        with self._write() as s, s.begin():
+            ids = list(s.scalars(select(RecordingRow.id).where(RecordingRow.purged_at.is_(None),
+                                                               RecordingRow.created_at <= cutoff)))
+            if not ids:
+                return []
+            tickets = list(s.scalars(select(RecordingRow.ticket_id).where(RecordingRow.id.in_(ids))))
+            s.execute(update(RecordingRow).where(RecordingRow.id.in_(ids), RecordingRow.purged_at.is_(None))
+                      .values(audio=None, purged_at=now).execution_options(synchronize_session=False))
+        return tickets
+
+    # -- hotspots (models.hotspots over stored complaints)
+    def hotspot_tickets(self, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Complaint tickets created in ``[since, until)`` as ``{created_at, is_complaint, intent, product, region,
+        caller}``: product from the ``product`` slot, region from the caller's customer profile (else the profile
+        as it was when the ticket was made)."""
+        _aware(since, "since")
+        _aware(until, "until")
+        product = TicketRow.data[("slots", "product")].as_string()
+        old_region = TicketRow.data[("customer", "region")].as_string()
+        q = (select(TicketRow.created_at, TicketRow.intent, TicketRow.caller, product, CustomerRow.region, old_region)
+             .outerjoin(CustomerRow, CustomerRow.phone == TicketRow.caller)
+             .where(TicketRow.is_complaint.is_(True), TicketRow.created_at >= since, TicketRow.created_at < until))
+        with self._read() as s:
+            return [{"created_at": at, "is_complaint": True, "intent": intent, "caller": caller, "product": prod,
+                     "region": region or old} for at, intent, caller, prod, region, old in s.execute(q)]
+
+    def record_hotspot_alerts(self, report: Any, now: datetime,
+                              notification: Callable[[Any, datetime], Notification]) -> list[Notification]:
+        """Announce the spikes of a :class:`models.hotspots.HotspotReport` once each: per alert, one transaction
+        writes a ``hotspot_alerts`` row and its outbox row (``notification(alert, window_start)``), unless an alert
+        of the same (dimension, key, window) was announced for a window that overlaps this one, or another worker
+        wrote the same (dimension, key, window, window start) first (the unique constraint decides). The window
+        start is the report's start aligned down to a multiple of the window since the epoch, so workers looking at
+        the same moment agree on it. Returns the notifications written now."""
+        from models.hotspots import parse_window
+
+        _aware(now, "now")
+        w = parse_window(report.window)
+        epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+        aligned = epoch + ((report.start - epoch) // w) * w
+        out: list[Notification] = []
+        for a in report.alerts:
+            try:
+                with self._write() as s, s.begin():
+                    seen = s.scalar(select(HotspotAlertRow.id).where(
+                        HotspotAlertRow.dimension == a.dimension, HotspotAlertRow.key == a.key,
+                        HotspotAlertRow.window == report.window, HotspotAlertRow.window_end > report.start).limit(1))
+                    if seen is not None:
+                        continue
+                    note = notification(a, aligned)
+                    s.add(HotspotAlertRow(dimension=a.dimension, key=str(a.key)[:200], window=report.window,
+                                          window_start=aligned, window_end=report.end, count=int(a.count),
+                                          p_value=float(a.p_value), event_id=note.event_id, created_at=now))
+                    s.flush()
+                    self._add_notifications(s, [note], now)
+                out.append(note)
+            except IntegrityError:
+                continue  # another worker announced it at the same moment
+        return out
+
+    def hotspot_alerts(self) -> list[dict[str, Any]]:
+        """Every announced spike, oldest first."""
+        with self._read() as s:
+            return [{"dimension": r.dimension, "key": r.key, "window": r.window, "window_start": r.window_start,
+                     "window_end": r.window_end, "count": r.count, "p_value": r.p_value, "event_id": r.event_id,
+                     "created_at": r.created_at}
+                    for r in s.scalars(select(HotspotAlertRow).order_by(HotspotAlertRow.id))]
+
+    # -- satisfaction
+    def csat_rows(self, *, since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
+        """Tickets with a satisfaction score, created in ``[since, until)``: ``{ticket_id, queue, intent, agent,
+        score}``; the agent is the ticket's assignee, else the agent its quality check names."""
+        _aware(since, "since")
+        _aware(until, "until")
+        score = TicketRow.data["satisfaction"].as_integer()
+        q = (select(TicketRow.id, TicketRow.queue, TicketRow.intent, TicketRow.assignee, QaRow.agent, score)
+             .outerjoin(QaRow, QaRow.ticket_id == TicketRow.id).where(score.is_not(None)))
+        if since is not None:
+            q = q.where(TicketRow.created_at >= since)
+        if until is not None:
+            q = q.where(TicketRow.created_at < until)
+        with self._read() as s:
+            return [{"ticket_id": tid, "queue": queue, "intent": intent, "agent": assignee or qa_agent,
+                     "score": int(sc)} for tid, queue, intent, assignee, qa_agent, sc in s.execute(q)]
 
     # -- customers
     @staticmethod
