@@ -146,6 +146,8 @@ class Ticket(Model):
     absent_models: list[str] = Field(default_factory=list)  # models the call could not use (never guessed)
     assignee: str | None = None
     satisfaction: int | None = None  # the customer's score, 1..5, once given
+    qa: dict[str, Any] | None = None  # the call's quality check: {score, passed, agent, rules_version, violations:
+    #   [{rule, severity, evidence, start, end}]} (serving/operations.py; None: a message, or not checked)
     events: list[TicketEvent] | None = None  # the history (GET /tickets/{id}); None in lists
 
 
