@@ -46,14 +46,26 @@ class Runtime:
 
         self.settings = settings
         self.recognition, self.analysis, self.understanding = recognition, analysis, understanding
+        from serving import logs
+        from serving.crypto import Cipher
+
+        logs.install()  # no phone number or order id unmasked in the logs (serving/logs.py)
         self.policy = load_policy(settings.policy_path)
-        self.store = Store(settings.database_url, policy=self.policy)
+        # recordings and transcripts encrypted at rest with HOTLINE_ENCRYPTION_KEY(S); without a key no audio is kept
+        # and transcripts are stored in plaintext (said here and in /readyz "encryption")
+        self.store = Store(settings.database_url, policy=self.policy, cipher=Cipher.from_env(required=False))
+        if self.store.cipher is None:
+            log.warning("no HOTLINE_ENCRYPTION_KEY: recordings are not stored, transcripts are stored in plaintext")
         self.store.upgrade()
         from serving.escalation import Clock, start_background
 
         # escalations and the outbox relay every HOTLINE_SCHEDULER_INTERVAL_S (0: off; cron runs them instead)
         self.clock = Clock.from_env()
         self.scheduler = start_background(self.store, self.clock)
+        from serving.operations import start_background as start_operations
+
+        # hotspot checks (HOTLINE_HOTSPOT_WINDOW) and the daily purge of recordings (serving/operations.py)
+        self.operations = start_operations(self.store, self.clock)
         self.started = time.time()
         self.boot_id = uuid.uuid4().hex[:12]
         self._pipeline = None
@@ -118,6 +130,10 @@ class Runtime:
         if self._pipeline is not None:
             out["batches"] = await self.batch_stats()
         out["scheduler"] = self.scheduler.status() if self.scheduler else {"running": False}
+        from serving.operations import encryption_status
+
+        out["operations"] = self.operations.status() if getattr(self, "operations", None) else {"running": False}
+        out["encryption"] = encryption_status(self.store)
         if self._error:
             out["error"] = self._error
         return out
@@ -190,8 +206,11 @@ class Runtime:
         }
 
     async def create_ticket(self, *, call_id: str, record: dict, audio_bytes: bytes | None, text: str | None,
-                            caller: str | None, channel: str, actor: Any) -> tuple[Ticket, bool]:
-        """(ticket, created?) for a finished call: the same ticket on a retry with the same content."""
+                            caller: str | None, channel: str, actor: Any,
+                            agent: str | None = None) -> tuple[Ticket, bool]:
+        """(ticket, created?) for a finished call: the same ticket on a retry with the same content. A call's
+        quality check (``agent``: who took the call) and its recording (encrypted) are stored with the ticket."""
+        from serving.operations import qa_record, with_qa
         from serving.store import Claim
 
         digest = content_hash(audio=audio_bytes, text=text, caller=caller, channel=channel)
@@ -212,10 +231,15 @@ class Runtime:
                 tier_rule=tier_rule,
             )
             new_id = ticket.id
+            qa = qa_record(ticket, agent)  # models.qa over the agent channel; stored in the ticket's transaction
+            ticket = with_qa(ticket, qa)
             # P1 and tiered alerts go to the outbox in the ticket's own transaction
             ticket = self.store.finish(got, ticket, actor=getattr(actor, "name", str(actor)),
                                        created_by_key=getattr(actor, "id", None),
-                                       notifications=new_ticket_notifications(ticket, self.policy, ticket.created_at))
+                                       notifications=new_ticket_notifications(ticket, self.policy, ticket.created_at),
+                                       qa=qa, recording=audio_bytes)
+            log.info("ticket %s created: %s %s, caller %s, order %s", ticket.id, channel, ticket.intent, caller,
+                     ticket.slots.get("order_id"))  # serving/logs.py masks the numbers
         except BaseException:
             self.store.abandon(got)
             raise
