@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_bundle)
     from serving.cli import add_parsers  # keys, customers, db: the service's store (imports no training)
     add_parsers(sub)
+    from serving.stream_client import add_parser as add_stream  # hotline stream FILE.wav: play a call to /stream
+    add_stream(sub)
     return p
 
 
