@@ -107,10 +107,16 @@ def test_bundle_imports_champions_and_builds_a_cuda_bento_offline(tiny_champion,
              "from models.champions import load_intent_component; d = load_bundled('intent'); "
              f"m = load_intent_component(d); print(json.dumps({{'intent': m.predict([{TEXT!r}])[0].intent, "
              "'info': bundled_info('intent'), 'dialect': str(load_bundled('dialect')), "
-             "'v': bundled_version('intent').version, 'asr_v': str(bundled_version('asr'))}))")
+             "'v': bundled_version('intent').version, 'asr_v': str(bundled_version('asr'))})); "
+             "from models.champions import load_components; c = load_components(names=('intent', 'dialect')); "
+             f"print(json.dumps({{'loaded': c.versions['intent']['run_id'], 'absent': sorted(c.absent), "
+             f"'intent2': c.intent_model.predict([{TEXT!r}])[0].intent}}))")
     out = _run([sys.executable, "-c", probe], dict(env, HOTLINE_MODEL_SOURCE="bentoml"), timeout=300)
     assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = json.loads(out.stdout.strip().splitlines()[-2])
+    via_loaders = json.loads(out.stdout.strip().splitlines()[-1])  # the service's own loading path (models.champions)
+    assert via_loaders["loaded"] == mv.run_id and via_loaders["absent"] == ["dialect"]
+    assert via_loaders["intent2"] == got["intent"]
     assert got["info"]["run_id"] == mv.run_id and got["info"]["version"] == str(mv.version)
     assert got["info"]["metrics"]["val_score"] == pytest.approx(metrics["val_score"])
     assert got["dialect"] == "None" and isinstance(got["intent"], str)
