@@ -173,6 +173,25 @@ def _outbox_retry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _purge(args: argparse.Namespace) -> int:
+    from serving.crypto import Cipher
+    from serving.escalation import Clock
+    from serving.operations import OperationsConfig, parse_when, purge
+    from serving.store import Store
+
+    try:
+        now = parse_when(args.now) or Clock.from_env().now()
+        days = args.retention_days if args.retention_days is not None else OperationsConfig.from_env().retention_days
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with Store(args.database_url, cipher=Cipher.from_env(required=False)) as store:
+        store.upgrade()
+        done = purge(store, now, days)
+    print(f"purged {len(done)} recordings older than {days} days at {now.isoformat()}")
+    return 0
+
+
 def add_ops_parsers(sub: argparse._SubParsersAction) -> None:
     """``hotline escalations run`` and ``hotline outbox relay|list|retry`` (called by :func:`add_parsers`)."""
 
@@ -198,3 +217,9 @@ def add_ops_parsers(sub: argparse._SubParsersAction) -> None:
     rt = url(osub.add_parser("retry", help="put a parked row back in the queue"))
     rt.add_argument("id", type=int)
     rt.set_defaults(func=_outbox_retry)
+
+    pg = url(sub.add_parser("purge", help="delete recordings older than the retention period "
+                                         "($HOTLINE_RECORDING_RETENTION_DAYS, default 90)"))
+    pg.add_argument("--now", default=None, help="ISO-8601 time to purge at (default: now)")
+    pg.add_argument("--retention-days", type=float, default=None, help="override the retention period, days")
+    pg.set_defaults(func=_purge)
