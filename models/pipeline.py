@@ -410,12 +410,14 @@ class Pipeline:
             speech = np.concatenate([p.audio for p in listener]) if len(listener) > 1 else listener[0].audio
             c = as_classification(await self._call(offload, self.dialect.classify, speech))
             out["dialect"], out["dialect_confidence"] = tax.check("dialect", c.label), c.confidence
+        # Unsure means the Mandarin (default) group and no dialect prompt: a low-confidence dialect guess never routes.
+        floor = float(getattr(self.dialect, "min_confidence", 0.0) or 0.0)
+        out["dialect_sure"] = out["dialect"] is not None and (
+            out["dialect_confidence"] is None or out["dialect_confidence"] >= floor)
 
         words: list[str | None]
         if self.asr is not None:
-            floor = float(getattr(self.dialect, "min_confidence", 0.0) or 0.0)  # unsure -> no dialect prompt
-            sure = out["dialect"] is not None and (out["dialect_confidence"] is None or out["dialect_confidence"] >= floor)
-            heard = await self._recognise(pieces, out["dialect"] if sure else None, offload)
+            heard = await self._recognise(pieces, out["dialect"] if out["dialect_sure"] else None, offload)
             words = [t.text for t in heard]
             text = _join(w for p, w in zip(pieces, words) if p.channel != "agent")
             out["transcript"], out["text_source"], out["_text"] = text, "asr", text
@@ -479,7 +481,8 @@ class Pipeline:
             slots=slots,
             slot_confidence=dict(_get(u, "slot_confidence", {}) or {}),
         )
-        r = route(u, out["emotion"], out["dialect"], policy, customer)
+        sure = out.get("dialect_sure", out.get("dialect") is not None)
+        r = route(u, out["emotion"], out["dialect"] if sure else None, policy, customer)
         review, why = needs_review(
             out["intent_confidence"], out["complaint_confidence"], out["emotion"], out["emotion_confidence"], policy
         )
@@ -489,7 +492,10 @@ class Pipeline:
             priority=r.priority,
             skill=r.skill,
             dialect_group=r.dialect_group,
-            route_reasons=list(r.reasons),
+            skip_ivr=r.skip_ivr,
+            route_reasons=list(r.reasons) + ([] if sure or out.get("dialect") is None else [
+                f"dialect {out['dialect']} unsure ({out.get('dialect_confidence') or 0:.2f}): "
+                f"{policy.default_dialect_group} group, no dialect prompt"]),
             needs_review=review,
             review_reasons=list(why),
             policy_version=policy.version,

@@ -393,3 +393,20 @@ def test_emotion_peak_prefers_arousal_read_with_confidence():
     assert emotion_peak([point("sad", 0.3), point("happy", 0.5)], 0.6) == ("happy", 0.5)  # none sure: most confident
     assert emotion_peak([], 0.6) == (None, None)
     assert AROUSAL_ORDER[0] == "angry" and set(AROUSAL_ORDER) == set(EMOTIONS)
+
+
+def test_an_unsure_dialect_routes_to_the_default_group(call_path, recogniser, dialect, intent_model):
+    """Unsure means the Mandarin (default) group and no dialect prompt; a sure reading routes to its group."""
+    from models.champions import DialectComponent
+
+    strict = DialectComponent(dialect.model, 1.01)  # nothing reaches it: always unsure
+    p = Pipeline(intent_model=intent_model, asr=recogniser, dialect=strict).process(
+        {"id": "u", "audio": str(call_path)})
+    assert p["dialect"] is not None and p["dialect_sure"] is False
+    assert p["dialect_group"] == Pipeline().policy.default_dialect_group
+    assert any("unsure" in r for r in p["route_reasons"])
+    lenient = DialectComponent(dialect.model, 0.0)  # everything counts as sure
+    q = Pipeline(intent_model=intent_model, asr=recogniser, dialect=lenient).process(
+        {"id": "s", "audio": str(call_path)})
+    assert q["dialect_sure"] is True and q["dialect_group"] == Pipeline().policy.dialect_groups[q["dialect"]]
+    assert q["skip_ivr"] == bool(q["is_complaint"])
