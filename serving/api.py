@@ -280,6 +280,7 @@ async def create_ticket(
     text: Optional[str] = Form(None),
     caller: Optional[str] = Form(None),
     channel: Optional[str] = Form("phone"),
+    agent: Optional[str] = Form(None, description="the agent who took the call (for its quality check)"),
     key=Depends(require("create_ticket")),
 ):
     rt = runtime()
@@ -290,8 +291,16 @@ async def create_ticket(
         raise BadInput(f"`call_id` is longer than {MAX_CALL_ID_CHARS} characters", status=422)
     channel, caller = _channel(channel), _caller(caller)
     record, data, t = await _record(audio, text, caller, rt.settings.max_call_seconds, call_id)
+    if t is not None:  # email (raw RFC 822: its sender is the caller if none is given), chat, WeChat
+        from serving.operations import message_record
+
+        try:
+            record["text"], caller = message_record(channel, t, caller)
+        except ValueError as e:
+            raise BadInput(str(e), status=422) from None
+        record["caller"] = caller
     ticket, created = await rt.create_ticket(call_id=call_id, record=record, audio_bytes=data, text=t, caller=caller,
-                                             channel=channel, actor=key)
+                                             channel=channel, actor=key, agent=(agent or "").strip()[:200] or None)
     rt.store.audit(key, "create_ticket" if created else "read_ticket", ticket.id, "created" if created else "retry")
     return UTF8JSONResponse(view(ticket, key), status_code=201 if created else 200)
 
@@ -343,8 +352,13 @@ async def list_tickets(
 
 
 @app.post("/tickets/{ticket_id}/events", summary="Assign, comment, escalate, resolve, close, reopen, rate")
-async def add_event(ticket_id: str, request: Request, key=Depends(require("update_ticket"))):
+async def add_event(ticket_id: str, request: Request, key=Depends(authenticate)):
+    from serving.auth import can
+
     rt = runtime()
+    if not can(key.role, "update_ticket") and key.role != "platform":  # a platform key may post satisfaction only
+        raise BadInput(f"the role {key.role!r} may not update ticket; use a key with a role that may (see API.md: "
+                       f"roles)", status=403)
     body = await request.body()
     if len(body) > rt.settings.max_json_bytes:
         raise BadInput(f"the body is larger than {rt.settings.max_json_bytes} bytes (HOTLINE_MAX_JSON_BYTES)",
@@ -358,6 +372,9 @@ async def add_event(ticket_id: str, request: Request, key=Depends(require("updat
     etype = event.pop("type")
     if etype not in EVENT_TYPES:
         raise BadInput(f"unknown event type {etype!r}: use one of {', '.join(EVENT_TYPES)}", status=422)
+    if not can(key.role, "update_ticket") and etype != "satisfaction":
+        raise BadInput(f"the role {key.role!r} may only post the customer's score ({{\"type\": \"satisfaction\", "
+                       f"\"score\": 1..5}}) on its own tickets", status=403)
     ticket = rt.store.get_ticket(ticket_id, with_events=False)
     if ticket is None or not _may_see(key, ticket):
         raise BadInput(f"no ticket {ticket_id!r}; list tickets with GET /tickets", status=404)
@@ -474,6 +491,12 @@ async def customer(phone: str, key=Depends(require("read_ticket"))):
 from serving.console import mount as _mount_console  # noqa: E402
 
 _mount_console(app, require, runtime)
+
+
+# -- ticket operations: POST /qa, GET /analytics/qa|hotspots|csat (serving/ops_api.py) -----------------------------
+from serving.ops_api import mount as _mount_operations  # noqa: E402
+
+_mount_operations(app, require, lambda: runtime())
 
 
 # -- live streams and the knowledge base (serving/stream.py, models/kb.py; README "Live streams") ----------------
