@@ -2,7 +2,8 @@
 
 :class:`MaskingFilter` rewrites a record's message (its arguments merged in) and its exception text: mobile numbers
 as :func:`models.ticket.mask_text` does (``138****5678``), and any other run of 8 or more digits (order ids,
-numbers in other forms) keeps its first 3 and last 2 digits (``20240518001`` -> ``202******01``).
+numbers in other forms) keeps its first 3 and last 2 digits (``20240518001`` -> ``202******01``); digits inside
+lower-case hex (ticket ids, uuids, hashes) are left alone.
 
 A filter on a logger sees only the records logged on that very logger, not those its children propagate, so
 :func:`install` puts it on the root logger's handlers, on ``hotline``, ``bentoml`` and ``uvicorn`` and on every
@@ -17,7 +18,8 @@ import re
 
 from models.ticket import mask_text
 
-LONG_DIGITS = re.compile(r"(?<!\d)(\d{3})(\d{3,})(\d{2})(?!\d)")  # 8 or more digits
+# 8 or more digits, not inside a lower-case hex id (ticket ids "T-<32 hex>", uuids, hashes); "JD2024..." is masked
+LONG_DIGITS = re.compile(r"(?<![0-9a-f])(\d{3})(\d{3,})(\d{2})(?![0-9a-f])")
 ROOTS = ("hotline", "bentoml", "uvicorn", "serving", "models")
 
 

@@ -154,6 +154,25 @@ def qa_analytics(store: Any, *, since: datetime | None = None, until: datetime |
     return {"calls_checked": len(rows), "agents": agents, "calls": calls}
 
 
+# -- text channels ----------------------------------------------------------------------------------------------
+def message_record(channel: str, raw: str, caller: str | None) -> tuple[str, str | None]:
+    """(the text the pipeline reads, the caller) of a message sent as ``raw`` on ``channel``: an email's raw RFC 822
+    is parsed (subject and body without quoted replies; its sender is the caller when none is given), chat and
+    WeChat are read as text (``models.messages.message_text``). A phone call's text is returned as it is.
+    ValueError when the message has no text left."""
+    from models.messages import TEXT_CHANNELS, message_text, parse_email
+
+    if channel not in TEXT_CHANNELS:
+        return raw, caller
+    if channel == "email" and caller is None:
+        try:
+            sender = parse_email(raw).sender
+        except ValueError:  # not raw RFC 822: the body as typed, no sender
+            sender = None
+        caller = sender.strip().lower() if sender else None
+    return message_text(channel, raw), caller
+
+
 # -- satisfaction -----------------------------------------------------------------------------------------------
 def satisfaction_request(ticket: Ticket, now: datetime, public_url: str | None = None) -> Notification:
     """The "ticket.satisfaction_request" outbox row of a resolved ticket: what an SMS or chat platform needs to ask
