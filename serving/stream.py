@@ -300,6 +300,7 @@ class StreamSession:
         self.resample_tail = {ch: np.zeros(0, dtype=np.float32) for ch in self.labels}
         self.last_partial = {ch: 0 for ch in self.labels}  # sample of the open segment's last partial
         self.partial_pending = {ch: False for ch in self.labels}
+        self.partial_sent: dict[int, float] = {}  # channel -> start of the segment its last partial was of
         self.jobs: dict[int, asyncio.Queue] = {ch: asyncio.Queue() for ch in self.labels}
         self.workers: list[asyncio.Task] = []
         self.seg_no = 0
@@ -442,6 +443,9 @@ class StreamSession:
             if job is None:
                 return
             kind, seg, start, end, audio = job
+            if kind == "partial" and self.partial_sent.get(ch) == start and not q.empty():
+                self.partial_pending[ch] = False  # stale: its segment already had a partial and more work waits
+                continue
             try:
                 text = await self._recognise(label, start, end, audio)
             except Exception as e:  # noqa: BLE001 - one failed decode is reported, the call goes on
@@ -452,6 +456,7 @@ class StreamSession:
             if kind == "partial":
                 self.partial_pending[ch] = False
                 if text:
+                    self.partial_sent[ch] = start
                     self.emit("partial", channel=label, start=round(start, 3), text=text)
                 continue
             if text is None:
@@ -731,7 +736,7 @@ async def stream_endpoint(ws: Any) -> None:
             raise ProtocolError(f"call {start['call_id']!r} is already streaming; one stream per call_id",
                                 CLOSE_CONFLICT)
         await rt.pipeline()
-        session = StreamSession(rt, key, start, cfg, knowledge_base(rt))
+        session = StreamSession(rt, key, start, cfg, await asyncio.to_thread(knowledge_base, rt))
         LIVE[session.call_id] = session
         conn = session.subscribe(key.role, owner=True)
         sender = asyncio.create_task(_pump(ws, conn))

@@ -1,0 +1,163 @@
+"""Live-stream latency and capacity on this machine (issue 13): ``.venv/bin/python scripts/bench_stream.py``.
+
+Starts the entry service in-process (uvicorn on a free loopback port, the model services built in the same process
+as under ``--development``: the pretrained whisper-base recogniser, a tiny intent champion trained into a temporary
+MLflow store unless ``--tracking-uri`` names one with champions) and plays the synthetic two-channel angry call of
+tests/test_stream.py to ``/stream`` in real time with ``serving/stream_client.py``. Prints and writes (``--out``):
+
+- final latency: from the end of a spoken segment (its VAD end, in call time = the wall time it was sent) to its
+  ``final`` event, p50 and p95 over all segments of one stream (it includes the ``gap_s`` of silence VAD waits for);
+- alert latency: from the end of the segment whose words raised the alert to the ``alert`` event. espeak Mandarin is
+  not understood by zero-shot whisper-base, so ``--oracle`` swaps in the test's oracle recogniser (script words; it
+  measures the stream's own path, not whisper) for this figure; without it the alert may never come (reported null);
+- capacity: 1, 2, 3, ... concurrent real-time streams (up to ``--max-streams``) until the p95 final latency passes
+  ``--limit-s`` (3 s); the last count under it is what one machine holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    import numpy as np
+
+    return round(float(np.percentile(xs, q)), 3) if xs else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(port: int):
+    import uvicorn
+
+    from serving.service import Hotline
+
+    server = uvicorn.Server(uvicorn.Config(Hotline.to_asgi(), host="127.0.0.1", port=port, log_level="warning",
+                                           ws="websockets", lifespan="on"))
+    threading.Thread(target=server.run, daemon=True).start()
+    return server
+
+
+def measure(events: list[dict]) -> dict:
+    finals = [e for e in events if e["type"] == "final"]
+    lat = [e["_wall"] - e["end"] for e in finals]
+    alerts = []
+    for a in (e for e in events if e["type"] == "alert"):
+        seg = [f for f in finals if f["start"] <= a["start"] + 0.01 and f["channel"] == "customer"]
+        if seg:
+            alerts.append(a["_wall"] - seg[-1]["end"])
+    ticket = next((e for e in events if e["type"] == "ticket"), None)
+    last_audio = max((e["t"] for e in events), default=0.0)
+    return {"final_latency_s": lat, "alert_latency_s": alerts, "finals": len(finals),
+            "ticket_after_end_s": round(ticket["_wall"] - last_audio, 3) if ticket else None,
+            "errors": [e["error"] for e in events if e["type"] == "error"]}
+
+
+async def ramp(url: str, key: str, pcm: bytes, n: int, tag: str) -> list[dict]:
+    from serving.stream_client import play
+
+    runs = [play(url, key, pcm, 16000, 2, f"bench-{tag}-{n}-{i}", None, 1.0, 100) for i in range(n)]
+    return [measure(ev) for ev in await asyncio.gather(*runs)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--max-streams", type=int, default=4, help="ramp 1..N concurrent real-time streams at most")
+    ap.add_argument("--limit-s", type=float, default=3.0, help="p95 final latency that ends the ramp")
+    ap.add_argument("--oracle", action="store_true", help="the test's oracle recogniser instead of whisper-base")
+    ap.add_argument("--tracking-uri", default=None, help="an MLflow store with champions (default: a fresh tiny one)")
+    ap.add_argument("--out", default="bench_stream.json")
+    args = ap.parse_args(argv)
+
+    root = Path(tempfile.mkdtemp(prefix="bench_stream_"))
+    os.environ["HOTLINE_DATABASE_URL"] = f"sqlite:///{root}/hotline.db"
+    if args.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/mlflow.db"
+        os.environ["HOTLINE_ARTIFACT_ROOT"] = str(root / "artifacts")
+        from training.intent import main as train_intent
+
+        assert train_intent(["data.n_train=44", "data.n_validation=22", "data.n_test=22", "trainer.max_steps=2",
+                             "trainer.progress_bar=false", "model.embed_dim=16", "model.conv_channels=16",
+                             "model.hidden=16"]) == 0
+    from tests.test_stream import OracleRecognizer, synth_call
+
+    pcm16, clips = synth_call()
+    pcm = pcm16.T.tobytes()
+    seconds = pcm16.shape[1] / 16000
+    port = free_port()
+    server = serve(port)
+    import urllib.request
+
+    for _ in range(600):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30).status == 200:
+                break
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.5)
+    from serving.runtime import Runtime
+
+    rt = next(o for o in gc.get_objects() if isinstance(o, Runtime) and o._pipeline is not None)
+    if args.oracle:
+        rt._pipeline.asr = OracleRecognizer(clips)
+        rt._pipeline._asr_batch = rt._pipeline._asr_dialect = True
+    key = rt.store.create_key("platform", "bench")[1]
+    url = f"ws://127.0.0.1:{port}/stream"
+    recogniser = "oracle" if args.oracle else "whisper-base (pretrained, CTranslate2 int8)"
+    print(f"call: {seconds:.1f} s, 2 channels, 16 kHz; recogniser: {recogniser}; cpus: {os.cpu_count()}", flush=True)
+
+    steps = []
+    for n in range(1, args.max_streams + 1):
+        t = time.time()
+        runs = asyncio.run(ramp(url, key, pcm, n, str(int(t))))
+        lat = [x for r in runs for x in r["final_latency_s"]]
+        alert = [x for r in runs for x in r["alert_latency_s"]]
+        step = {"streams": n, "final_p50_s": pct(lat, 50), "final_p95_s": pct(lat, 95), "finals": len(lat),
+                "alert_p50_s": pct(alert, 50), "alerts": len(alert),
+                "ticket_after_end_s": [r["ticket_after_end_s"] for r in runs],
+                "errors": sum(len(r["errors"]) for r in runs), "wall_s": round(time.time() - t, 1)}
+        steps.append(step)
+        print(json.dumps(step, ensure_ascii=False), flush=True)
+        if step["final_p95_s"] is None or step["final_p95_s"] > args.limit_s:
+            break
+    held = max((s["streams"] for s in steps if s["final_p95_s"] is not None and s["final_p95_s"] <= args.limit_s),
+               default=0)
+    one = steps[0]
+    result = {"recogniser": recogniser, "cpus": os.cpu_count(), "call_s": round(seconds, 2),
+              "final_latency_p50_s": one["final_p50_s"], "final_latency_p95_s": one["final_p95_s"],
+              "alert_latency_p50_s": one["alert_p50_s"], "streams_held_under_limit": held, "limit_s": args.limit_s,
+              "ramp": steps}
+    print("\n| streams | final p50 (s) | final p95 (s) | alert p50 (s) | ticket after end (s) |")
+    print("|---|---|---|---|---|")
+    for s in steps:
+        print(f"| {s['streams']} | {s['final_p50_s']} | {s['final_p95_s']} | {s['alert_p50_s']} | "
+              f"{max(x for x in s['ticket_after_end_s'] if x is not None) if any(s['ticket_after_end_s']) else None} |")
+    print(f"\nconcurrent real-time streams held with p95 final latency <= {args.limit_s:g} s: {held}")
+    Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    print(f"wrote {args.out}")
+    server.should_exit = True
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
