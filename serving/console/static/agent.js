@@ -28,8 +28,8 @@ function pickView(container, ctx) {
   let timer = null, stopped = false;
   async function poll() {
     try {
-      const calls = await api("/live");
-      list.replaceChildren(calls.length ? liveTable(calls, true) : h("p.muted", "当前没有进行中的通话。"));
+      const calls = liveList(await api("/live"));
+      list.replaceChildren(calls.length ? liveTable(calls) : h("p.muted", "当前没有进行中的通话。"));
     } catch (e) {
       list.replaceChildren(h("p.error", { role: "alert" }, e.status === 404
         ? `实时通话接口尚不可用（GET /live：${e.message}）` : explain(e)));
@@ -40,16 +40,21 @@ function pickView(container, ctx) {
   return () => { stopped = true; clearTimeout(timer); };
 }
 
-export function liveTable(calls, forAgent) {
+// GET /live answers {"calls": [...]} (a bare list is taken too); dialect, emotion and intent are the last
+// readings ({label|intent, confidence, ...}) or null.
+export function liveList(body) { return Array.isArray(body) ? body : (body && body.calls) || []; }
+const labelOf = (x) => (x && typeof x === "object" ? x.label ?? x.intent ?? null : x);
+
+export function liveTable(calls) {
   return h("table.live",
     h("thead", h("tr", ["通话", "来电号码", "时长", "方言", "意图", "情绪", "告警"].map((t) => h("th", t)))),
     h("tbody", calls.map((c) => h("tr", { dataset: { call: c.call_id }, class: c.alerts && c.alerts.length ? "has-alert" : null },
       h("td", h("a", { href: `#/agent?call=${encodeURIComponent(c.call_id)}` }, c.call_id)),
       h("td", c.caller || "—"),
       h("td", mmss(c.seconds)),
-      h("td", zh.dialect(c.dialect)),
-      h("td", zh.intent(c.intent)),
-      h("td", h("span.emotion", { dataset: { label: c.emotion || "" } }, zh.emotion(c.emotion))),
+      h("td", zh.dialect(labelOf(c.dialect))),
+      h("td", zh.intent(labelOf(c.intent))),
+      h("td", h("span.emotion", { dataset: { label: labelOf(c.emotion) || "" } }, zh.emotion(labelOf(c.emotion)))),
       h("td", (c.alerts || []).length
         ? (c.alerts || []).map((a) => h("span.chip.alert-chip", zh.alert(a.kind || a))) : h("span.muted", "无")),
     ))));
@@ -60,7 +65,7 @@ function callView(container, ctx, callId) {
   const st = {
     seq: -1, finals: [], partials: {}, slots: {}, fresh: new Set(), intent: null, dialect: null, emotions: [],
     cues: [], alerts: [], articles: [], ticket: null, created: null, errors: [], conn: "connecting", closedWhy: "",
-    info: null, customer: null, customerNote: "", earlier: [], lastT: 0,
+    info: null, customer: null, customerNote: "", earlier: [], lastT: 0, absent: [],
   };
   const el = {
     conn: h("span.conn"), head: h("div.call-head"), alerts: h("div.alerts", { role: "alert" }),
@@ -96,7 +101,7 @@ function callView(container, ctx, callId) {
     ws.onmessage = (m) => {
       let ev;
       try { ev = JSON.parse(m.data); } catch { return; }
-      if (typeof ev.seq === "number") {
+      if (typeof ev.seq === "number" && ev.type !== "error") {
         if (ev.seq <= st.seq) return; // replayed after a reconnect: already shown
         st.seq = ev.seq;
       }
@@ -116,6 +121,7 @@ function callView(container, ctx, callId) {
   });
 
   loadCallInfo(st, ctx, callId, render);
+  api("/readyz", { key: null }).then((r) => { st.absent = r.absent || []; render(); }).catch(() => {});
   connect();
   render();
   return () => {
@@ -128,7 +134,7 @@ function callView(container, ctx, callId) {
 
 async function loadCallInfo(st, ctx, callId, render) {
   try {
-    const calls = await api("/live");
+    const calls = liveList(await api("/live"));
     st.info = calls.find((c) => c.call_id === callId) || null;
   } catch (e) {
     st.errors.push(e.status === 404 ? `实时通话列表不可用（${e.message}）` : explain(e));
@@ -170,7 +176,7 @@ function apply(st, ev, ctx, render) {
     case "dialect": st.dialect = ev; break;
     case "slots":
       Object.assign(st.slots, ev.slots || {});
-      st.fresh = new Set(Object.keys(ev.new || {}));
+      st.fresh = new Set(Array.isArray(ev.new) ? ev.new : Object.keys(ev.new || {}));
       break;
     case "intent": st.intent = ev; break;
     case "emotion": st.emotions.push(ev); break;
@@ -193,13 +199,14 @@ function draw(st, el, ctx, callId) {
     h("h2", `通话 ${callId}`),
     h("div.meta",
       h("span", `来电：${info.caller || (st.ticket && st.ticket.caller) || "未知"}`),
-      h("span#dialect", `方言：${st.dialect ? `${zh.dialect(st.dialect.label)} ${pct(st.dialect.confidence)}${st.dialect.sure ? "" : "（待确认）"}` : "识别中"}`),
+      h("span#dialect", `方言：${st.dialect ? `${zh.dialect(st.dialect.label)} ${pct(st.dialect.confidence)}${st.dialect.sure ? "" : "（待确认）"}`
+        : st.absent.includes("dialect") ? "方言模型未部署" : "识别中"}`),
       h("span", `通话时长：${mmss(st.lastT)}`)));
   const connText = { connecting: "正在连接……", open: st.ticket ? "通话已结束，工单已生成" : "实时接收中",
                      closed: st.ticket ? "通话已结束" : `连接已断开${st.closedWhy ? `（${st.closedWhy}）` : ""}`,
                      error: "连接出错" }[st.conn];
   el.conn.replaceChildren(h("span", { class: `state-${st.conn}` }, connText),
-    st.conn === "closed" && !st.ticket ? h("button.reconnect", { type: "button" }, "重新连接") : null);
+    ...(st.conn === "closed" && !st.ticket ? [h("button.reconnect", { type: "button" }, "重新连接")] : []));
   el.errors.replaceChildren(...st.errors.map((e) => h("p.error", e)));
 
   el.alerts.replaceChildren(...st.alerts.map((a) => h("div.alert", { dataset: { kind: a.kind } },
@@ -231,7 +238,8 @@ function draw(st, el, ctx, callId) {
   el.emotion.replaceChildren(
     h("p", "当前情绪：", h("span.emotion#emotion-now", { dataset: { label: last ? last.label : "" } },
       last ? `${zh.emotion(last.label)} ${pct(last.confidence)}` : "—")),
-    emotionTimeline(st.emotions),
+    st.emotions.length || !st.absent.includes("emotion") ? emotionTimeline(st.emotions)
+      : h("p.note", "情绪模型未部署（见 GET /readyz）：本通话没有情绪读数。"),
     h("div.legend", Object.keys(LABELS.emotions).map((k) => h("span", h("i", { dataset: { label: k } }), zh.emotion(k)))));
 
   el.suggestions.replaceChildren(...(st.articles.length ? st.articles.map((a) => h("article.kb",

@@ -2,7 +2,7 @@
 // timers (time left to sla.due_at and to the next escalation; red when overdue), overdue tickets
 // (GET /tickets?overdue=true, checked against due_at here too) and hotspots (GET /analytics/hotspots) as charts.
 import { api, explain } from "./api.js";
-import { liveTable } from "./agent.js";
+import { liveList, liveTable } from "./agent.js";
 import { barChart } from "./charts.js";
 import { clock, duration, h, zh } from "./util.js";
 
@@ -18,7 +18,7 @@ export function mount(container, ctx) {
   container.append(h("div.supervisor",
     h("section.card", h("h2", "实时通话"), el.live),
     h("div.cols",
-      h("section.card.col-main", h("h2", "工单队列与处理时限"), el.queueNote, el.queue),
+      h("section.card.col-main", h("h2", "工单队列与处理时限"), el.queueNote, h("div.scroll-x", el.queue)),
       h("div.col-side",
         h("section.card", h("h2", "超时工单"), el.overdue),
         h("section.card", h("h2", "今日热点"), el.hotspots)))));
@@ -37,8 +37,8 @@ export function mount(container, ctx) {
 
   every(LIVE_MS, async () => {
     try {
-      const calls = await api("/live");
-      el.live.replaceChildren(calls.length ? liveTable(calls, false) : h("p.muted", "当前没有进行中的通话。"));
+      const calls = liveList(await api("/live"));
+      el.live.replaceChildren(calls.length ? liveTable(calls) : h("p.muted", "当前没有进行中的通话。"));
     } catch (e) {
       el.live.replaceChildren(h("p.error", { role: "alert" },
         e.status === 404 ? `实时通话接口尚不可用（GET /live：${e.message}）` : explain(e)));
@@ -78,13 +78,16 @@ export function mount(container, ctx) {
   function draw() {
     if (tickets) el.queue.replaceChildren(tickets.length ? queueTable(tickets) : h("p.muted", "队列为空。"));
     if (overdue) el.overdue.replaceChildren(overdue.length ? h("ul.overdue-list", overdue.map((t) => h("li",
-      h("code", t.id), ` ${zh.intent(t.intent)} ${t.priority} `, h("span.overdue", duration(secondsLeft(t.sla.due_at))))))
+      h("code", { title: t.id }, shortId(t.id)), ` ${zh.intent(t.intent)} ${t.priority} `, h("span.overdue", duration(secondsLeft(t.sla.due_at))))))
       : h("p.ok", "没有超时工单。"));
   }
   const tick = setInterval(() => { if (!stopped) draw(); }, 1000);
 
   return () => { stopped = true; clearInterval(tick); timers.forEach(clearTimeout); };
 }
+
+// "T-01a23aee9fa48369069c0dd24da1a206" -> "T-…24da1a206" (the full id in the cell's title)
+function shortId(id) { return id && id.length > 14 ? `${id.slice(0, 2)}…${id.slice(-9)}` : id; }
 
 function secondsLeft(iso) { return (new Date(iso) - Date.now()) / 1000; }
 
@@ -107,7 +110,7 @@ function queueTable(tickets) {
       const next = nextEscalation(t);
       const late = isOverdue(t);
       return h("tr", { dataset: { ticket: t.id }, class: late ? "overdue-row" : null },
-        h("td", h("code", t.id)), h("td", clock(t.created_at)), h("td", t.caller || "—"),
+        h("td", h("code", { title: t.id }, shortId(t.id))), h("td", clock(t.created_at)), h("td", t.caller || "—"),
         h("td", zh.intent(t.intent)), h("td", h("span", { class: `prio ${t.priority}` }, t.priority)),
         h("td", zh.queue(t.queue)), h("td", zh.status(t.status)),
         h("td", { class: left < 0 ? "overdue timer" : "timer" }, duration(left)),
