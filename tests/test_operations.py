@@ -486,3 +486,31 @@ def test_ticket_ids_and_uuids_are_not_masked_but_prefixed_order_ids_are():
 
     assert mask_digits("T-01a23af034558613a61cd8974633b9be") == "T-01a23af034558613a61cd8974633b9be"
     assert mask_digits("订单JD2024051800123已退款") == "订单JD202********23已退款"
+
+
+def test_the_operations_scheduler_purges_and_reads_regions_from_profiles(store_url, key, monkeypatch):
+    from serving.operations import start_background
+
+    store = Store(store_url, cipher=Cipher(key))
+    store.upgrade()
+    store.upsert_customer(PHONE, "李雷", 0, "华东")
+    old = create(store, "sch-old", created_at=T0 - timedelta(days=3), recording=AUDIO)
+    create(store, "sch-new", created_at=T0 - timedelta(minutes=5), recording=AUDIO)
+    sched = OperationsScheduler(store, SimpleNamespace(now=lambda: T0),
+                                OperationsConfig(retention_days=2, hotspot_window="1h", hotspot_history=6))
+    assert sched.tick() == {"alerts": 0, "purged": 1}
+    assert sched.tick() == {"alerts": 0, "purged": 0}  # neither is due again within its period
+    assert [r["ticket_id"] for r in store.recordings() if not r["stored"]] == [old.id]
+    assert sched.status()["purged"] == 1 and sched.status()["retention_days"] == 2
+    rep = check_hotspots(store, T0, "1h", 6, notify=False)
+    assert rep["counts"]["region"] == {"华东": 1} and rep["counts"]["product"] == {"洗衣机": 1}
+    monkeypatch.setenv("HOTLINE_SCHEDULER_INTERVAL_S", "0")
+    assert start_background(store, SimpleNamespace(now=lambda: T0)) is None
+    monkeypatch.setenv("HOTLINE_RECORDING_RETENTION_DAYS", "forever")
+    monkeypatch.setenv("HOTLINE_HOTSPOT_WINDOW", "1d")
+    cfg = OperationsConfig.from_env()
+    assert cfg.retention_days is None and cfg.hotspot_window == "1d"
+    monkeypatch.setenv("HOTLINE_HOTSPOT_WINDOW", "soon")
+    with pytest.raises(ValueError, match="HOTLINE_HOTSPOT_WINDOW"):
+        OperationsConfig.from_env()
+    store.close()
