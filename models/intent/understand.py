@@ -34,6 +34,7 @@ BACKENDS = {  # backend name -> "module:class" with a classmethod ``load(directo
     "char": "models.intent.charmodel:CharIntentModel",
     "hf": "models.intent.hf_backend:HFIntentModel",
     "ensemble": "models.intent.ensemble:EnsembleIntentModel",
+    "fused_e5": "models.intent.e5_head:FusedE5IntentModel",  # character model + e5 head (training/intent_e5.py)
 }
 # Near-pinyin merges (Southern and Southwestern accents, frequent recogniser confusions): zh/z, n/l, in/ing ...
 PINYIN_INITIAL_MERGE = {"zh": "z", "ch": "c", "sh": "s", "n": "l", "r": "l", "f": "h"}
