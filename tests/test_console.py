@@ -11,7 +11,8 @@ and an order number, says 我要投诉 and threatens to call 12315) is streamed 
 a few lines of ``websockets`` client code; while it streams the agent view follows it over
 ``/stream/{call_id}/watch`` and must show customer and agent transcript lines, a filled slot, an alert and, after the
 end, the final ticket. The supervisor view must list the live call and the ticket queue with SLA timers. A platform
-key gets the API's own "may not" text on the login screen. Screenshots of both views go to docs/ (the README shows
+key gets the API's own "may not" text on the login screen. A second test scripts every event kind of the watch
+protocol into the agent view (Playwright answers its WebSocket and GET /live), independent of recognition. Screenshots of both views go to docs/ (the README shows
 them) when ``HOTLINE_CONSOLE_SCREENSHOTS=1``.
 
 Recognition is the pretrained whisper-base on espeak speech (poor: see NOTES.md), so the checks are on what the
@@ -420,9 +421,99 @@ def test_live_call_in_agent_and_supervisor_views(service, tickets, browser, requ
         sup.close()
 
 
+def test_agent_and_supervisor_views_render_every_event_kind(service, browser):
+    """Every event kind of the watch protocol, scripted (Playwright answers the page's WebSocket and GET /live in
+    place of the service), so what the page does with each is checked whatever the recogniser hears: a partial
+    replaced by its final, dialect, slots and the slots still to ask for, intent and cues, the emotion timeline, a
+    sustained-anger alert, suggestions, the ticket, an error event; a replayed event (same seq) is shown once."""
+    live = {"calls": [{"call_id": "mock-1", "caller": "138****5678", "started_at": "2026-12-03T08:00:00+00:00",
+                       "seconds": 42.0, "dialect": {"label": "cantonese", "confidence": 0.91, "sure": True},
+                       "emotion": {"start": 30.0, "end": 33.0, "label": "angry", "confidence": 0.9},
+                       "alerts": ["sustained_anger"],
+                       "intent": {"intent": "refund_dispute", "confidence": 0.8, "is_complaint": True}}]}
+
+    def fake_live(route):
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(live, ensure_ascii=False))
+
+    sockets = []
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.route("**/live", fake_live)
+    page.route_web_socket("**/stream/mock-1/watch*", lambda ws: sockets.append(ws))
+    try:
+        page.goto(f"{service['url']}/console#/agent?call=mock-1")
+        page.fill("#key-input", service["keys"]["agent"])
+        page.click("#login-form button[type=submit]")
+        deadline = time.monotonic() + 15
+        while not sockets and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert sockets, "the agent view did not open the watch WebSocket"
+        ws = sockets[0]
+        assert "key=" in ws.url
+        seq = iter(range(1, 1000))
+
+        def send(etype, **data):
+            ev = {"type": etype, "seq": next(seq), "t": data.get("end", data.get("start", 0.0)), **data}
+            ws.send(json.dumps(ev, ensure_ascii=False))
+            return ev
+
+        send("ready", call_id="mock-1")
+        send("partial", channel="customer", start=1.0, text="我要退")
+        page.wait_for_selector(".line.customer.partial >> text=我要退")
+        send("final", channel="customer", start=1.0, end=3.0, text="我要退款，订单号一二三四五六", segment=0)
+        page.wait_for_selector(".line.customer:not(.partial) >> text=我要退款")
+        assert page.locator(".line.partial").count() == 0
+        send("final", channel="agent", start=3.5, end=5.0, text="您好，请问怎么称呼", segment=1)
+        send("dialect", label="cantonese", confidence=0.91, sure=True)
+        page.wait_for_selector("#dialect >> text=粤语")
+        send("slots", slots={"order_id": "123456"}, new=["order_id"])
+        send("intent", intent="refund_dispute", confidence=0.8, is_complaint=True)
+        page.wait_for_selector("dd[data-slot='order_id'] >> text=123456")
+        assert page.inner_text("#intent-card .intent").startswith("退款纠纷")
+        ask = page.inner_text("#slots-card .missing")  # refund_dispute needs order_id, amount, phone
+        assert "金额" in ask and "手机号" in ask and "订单号" not in ask, ask
+        for i, label in enumerate(["neutral", "angry", "angry"]):
+            send("emotion", start=6.0 + 4 * i, end=9.0 + 4 * i, label=label, confidence=0.9)
+        page.wait_for_function("document.querySelectorAll('svg.timeline rect[data-label]').length === 3")
+        assert page.locator("svg.timeline rect[data-label='angry']").count() == 2
+        assert page.inner_text("#emotion-now").startswith("愤怒")
+        send("cue", cue="投诉")
+        alert = send("alert", kind="sustained_anger", message="客户持续愤怒，请先安抚情绪", start=10.0)
+        ws.send(json.dumps(alert, ensure_ascii=False))  # a replayed event (same seq) is not shown twice
+        page.wait_for_selector(".alerts .alert[data-kind='sustained_anger'] >> text=持续愤怒")
+        send("suggestion", articles=[{"id": "refund-policy", "title": "退款规则", "snippet": "七天无理由退货", "score": 0.8}])
+        page.wait_for_selector("article.kb >> text=退款规则")
+        page.wait_for_selector("#ticket-preview")
+        assert "投诉" in page.inner_text("#ticket-preview")
+        send("error", error="analysis of a customer segment failed (RuntimeError)")
+        page.wait_for_selector(".errors >> text=analysis of a customer segment failed")
+        ticket = {"id": "T-mock", "call_id": "mock-1", "caller": "138****5678", "intent": "refund_dispute",
+                  "priority": "P2", "queue": "complaint", "skill_group": "billing", "status": "open",
+                  "summary": "退款纠纷：订单号123456", "missing_slots": ["amount", "phone"], "customer": None,
+                  "sla": {"due_at": "2099-01-01T00:00:00+00:00", "escalations": []}}
+        send("ticket", ticket=ticket, created=True)
+        page.wait_for_selector("#final-ticket[data-ticket='T-mock']")
+        assert page.inner_text("#ticket-intent") == "退款纠纷"
+        assert page.locator(".alerts .alert").count() == 1
+        assert page.locator(".line:not(.partial)").count() == 2
+        ws.close(code=1000)
+        page.wait_for_selector(".conn >> text=通话已结束")
+
+        page.goto(f"{service['url']}/console#/supervisor")  # the same tab: the key is still in sessionStorage
+        page.wait_for_selector("#live-calls tr[data-call='mock-1']")
+        row = page.inner_text("#live-calls tr[data-call='mock-1']")
+        for word in ("粤语", "退款纠纷", "愤怒", "持续愤怒"):
+            assert word in row, (word, row)
+        assert not errors, errors
+    finally:
+        page.close()
+
+
 def shoot(page, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), full_page=True, type="png")
-    if path.stat().st_size > 300_000:  # keep the repository small: a JPEG-like PNG is not possible, so scale down
+    if path.stat().st_size > 300_000:  # keep the repository small: a narrower page
         page.set_viewport_size({"width": 1100, "height": 900})
         page.screenshot(path=str(path), full_page=True, type="png", scale="css")
