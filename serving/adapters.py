@@ -27,11 +27,18 @@ class RemoteRecognizer:
     async def transcribe_batch(self, audios: Sequence[Any], dialects: Sequence[str | None] | str | None = None):
         from serving.model_services import SegmentJob
 
+        import asyncio
+
+        from serving.model_services import RECOGNITION_BATCH
+
         if not len(audios):
             return []
         jobs = [SegmentJob(audio=a, dialect=d) for a, d in zip(audios, _per_item(dialects, len(audios)))]
-        results = await self.service.to_async.transcribe_segments(jobs)
-        return [Transcription(_field(r, "text"), _field(r, "confidence")) for r in results]
+        # A long call's segments go as several requests of at most one batch each: the service's batcher then mixes
+        # them with other calls' segments instead of taking one huge request past its latency budget.
+        chunks = [jobs[i: i + RECOGNITION_BATCH] for i in range(0, len(jobs), RECOGNITION_BATCH)]
+        parts = await asyncio.gather(*(self.service.to_async.transcribe_segments(c) for c in chunks))
+        return [Transcription(_field(r, "text"), _field(r, "confidence")) for part in parts for r in part]
 
     async def transcribe(self, audio: Any, dialect: str | None = None):
         return (await self.transcribe_batch([audio], [dialect]))[0]

@@ -24,7 +24,7 @@ from serving.settings import Settings
 
 SETTINGS = Settings.from_env()
 RECOGNITION_BATCH = 16  # segments per recogniser call at most (adaptive batching)
-RECOGNITION_LATENCY_MS = 60_000  # ms a batch may wait and run before the batcher answers 503 (long calls decode long)
+RECOGNITION_LATENCY_MS = 300_000  # ms a batch may wait and run before the batcher answers 503 (a loaded CPU is slow)
 UNDERSTANDING_BATCH = 32  # texts per intent-model call at most
 UNDERSTANDING_LATENCY_MS = 10_000  # ms, as above
 MODEL_TRAFFIC = {"timeout": SETTINGS.timeout_s, "max_concurrency": 256}  # model services sit behind the entry

@@ -172,6 +172,10 @@ class Runtime:
             msg = str(pred["error"])
             if "AudioError" in msg or "audio" in msg.lower():
                 raise BadInput(f"the audio could not be used: {msg}", status=422)
+            if any(w in msg for w in ("ServiceUnavailable", "overloaded", "Too many requests", "TimeoutError")):
+                raise BadInput("the model services are busy; nothing was saved: retry after "
+                               f"{self.settings.retry_after_s} s", status=503,
+                               headers={"Retry-After": str(self.settings.retry_after_s)})
             raise RuntimeError(msg)
         return pred
 

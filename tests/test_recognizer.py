@@ -251,3 +251,15 @@ def test_real_whisper_base_recognises_real_mandarin(shared_dir):
         rec = Recognizer.load(None, engine=engine, device="cpu", options=options)
         t = rec.transcribe(audio, dialect="mandarin")
         assert cer(clip["text"], t.text) < 0.6, (engine, clip["text"], t.text)
+
+
+def test_token_budget_scales_with_the_longest_audio():
+    import numpy as np
+
+    from models.asr.recognizer import RecognizerOptions, token_budget
+
+    o = RecognizerOptions(max_new_tokens=128, max_tokens_per_second=10.0)
+    assert token_budget([np.zeros(16000 * 2)], o) == 36  # 2 s -> 20 + 16
+    assert token_budget([np.zeros(16000), np.zeros(16000 * 5)], o) == 66  # the longest in the batch decides
+    assert token_budget([np.zeros(16000 * 30)], o) == 128  # never above max_new_tokens
+    assert token_budget([np.zeros(16000 * 2)], RecognizerOptions(max_tokens_per_second=0)) == 128  # off

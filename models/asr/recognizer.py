@@ -76,6 +76,8 @@ class RecognizerOptions:
     beam_size: int = 1  # 1 = greedy search; >1 = beam search (slower, usually a little better)
     batch_size: int = 8  # utterances / segments per decoder call
     max_new_tokens: int = 128  # tokens decoded at most per segment (30 s of fast speech is ~150 characters)
+    max_tokens_per_second: float = 10.0  # and at most this many per second of the batch's longest audio (+16):
+    # fast Chinese speech is ~5 characters/s; a looping hallucination stops there instead of at max_new_tokens (0: off)
     repetition_penalty: float = 1.0  # >1 penalises tokens already generated (1 = off)
     no_repeat_ngram_size: int = 0  # forbid repeating n-grams of this size (0 = off): stops looping output
     hotwords: tuple[str, ...] = ()  # the company's own terms (product names...), added to every prompt
@@ -226,7 +228,7 @@ class _CT2Engine:
             encoded,
             [prefix] * len(audios),
             beam_size=o.beam_size,
-            max_length=len(prefix) + o.max_new_tokens,
+            max_length=len(prefix) + token_budget(audios, o),
             repetition_penalty=o.repetition_penalty,
             no_repeat_ngram_size=o.no_repeat_ngram_size,
             return_scores=True,
@@ -285,7 +287,7 @@ class _HFEngine:
                 task="transcribe",
                 return_timestamps=False,
                 num_beams=o.beam_size,
-                max_new_tokens=o.max_new_tokens,
+                max_new_tokens=token_budget(audios, o),
                 repetition_penalty=o.repetition_penalty,
                 no_repeat_ngram_size=o.no_repeat_ngram_size,
                 return_dict_in_generate=True,
@@ -312,6 +314,15 @@ class _HFEngine:
                 avg = float(step_logprobs[i, :n].sum()) / max(n, 1)
             results.append((self.tokens.decode(text_ids, skip_special_tokens=True).strip(), avg))
         return results
+
+
+def token_budget(audios: Sequence[np.ndarray], options: RecognizerOptions) -> int:
+    """Tokens a decoder batch may generate: ``max_new_tokens``, capped by ``max_tokens_per_second`` times the longest
+    audio in the batch (+16), so a segment of a few seconds cannot loop for 128 tokens."""
+    if options.max_tokens_per_second <= 0 or not len(audios):
+        return options.max_new_tokens
+    seconds = max(len(a) for a in audios) / SAMPLE_RATE
+    return max(1, min(options.max_new_tokens, int(np.ceil(options.max_tokens_per_second * seconds)) + 16))
 
 
 def _cuda_available(engine: str) -> bool:
