@@ -12,8 +12,8 @@ a few lines of ``websockets`` client code; while it streams the agent view follo
 ``/stream/{call_id}/watch`` and must show customer and agent transcript lines, a filled slot, an alert and, after the
 end, the final ticket. The supervisor view must list the live call and the ticket queue with SLA timers. A platform
 key gets the API's own "may not" text on the login screen. A second test scripts every event kind of the watch
-protocol into the agent view (Playwright answers its WebSocket and GET /live), independent of recognition. Screenshots of both views go to docs/ (the README shows
-them) when ``HOTLINE_CONSOLE_SCREENSHOTS=1``.
+protocol into the agent view (Playwright answers its WebSocket and GET /live), independent of recognition.
+Screenshots of both views go to docs/ (the README shows them) when ``HOTLINE_CONSOLE_SCREENSHOTS=1``.
 
 Recognition is the pretrained whisper-base on espeak speech (poor: see NOTES.md), so the checks are on what the
 console shows for the events the service sent, not on exact words.
