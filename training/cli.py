@@ -17,6 +17,7 @@ DEFAULT_CORPUS = REPO / "data" / "corpus" / "default"
 # Models that `hotline train` knows: name -> "module:function" taking argv (list[str]) and returning an exit code.
 TRAINERS = {
     "intent": "training.intent:main",
+    "intent_e5": "training.intent_e5:main",  # e5 sentence-embedding head fused with the character model
     "emotion": "training.emotion:main",
     "asr": "training.asr:main",
     "dialect": "training.dialect:main",

@@ -41,7 +41,6 @@ E5_DIM = 384
 HEAD_CONFIG = "head.json"
 HEAD_WEIGHTS = "head.safetensors"
 CHAR_DIR, E5_DIR = "char", "e5"
-DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "data" / "cache" / "e5"
 
 
 # -- embeddings ------------------------------------------------------------------------------------
