@@ -388,6 +388,7 @@ def test_live_call_in_agent_and_supervisor_views(service, tickets, browser, requ
         print(f"[console] call {len(pcm) / RATE:.1f} s streamed and ticketed in {seconds:.1f} s; events: "
               f"{json.dumps(types)}")
         print("[console] finals:", [e["text"] for e in streamer.events if e["type"] == "final"])
+        print("[console] error events:", [e["error"] for e in streamer.events if e["type"] == "error"])
         ticket = next(e["ticket"] for e in streamer.events if e["type"] == "ticket")
 
         # what the service sent is what the page shows
