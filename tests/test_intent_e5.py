@@ -251,3 +251,14 @@ def test_main_refuses_a_champion_validated_on_other_data(tmp_path, fake_e5):
     assert cli(["train", "intent", *tiny, "data.seed=5"]) == 0
     with pytest.raises(ConfigError, match="data.seed"):
         cli(["train", "intent_e5", "data.n_validation=33", f"e5.cache_dir={tmp_path / 'cache'}", "e5.max_train=8"])
+
+
+def test_yaml_and_dataclass_defaults_agree():
+    """training/configs/intent_e5.yaml is the source of defaults; the dataclasses mirror it."""
+    from training.config import load_config, to_dataclass
+    from training.intent_e5 import DEFAULT_CONFIG, CharConfig, E5Config, E5EvaluationConfig, FusionConfig
+
+    cfg = load_config(DEFAULT_CONFIG)
+    for node, dc in (("char", CharConfig), ("e5", E5Config), ("head", E5HeadConfig), ("fusion", FusionConfig),
+                     ("evaluation", E5EvaluationConfig)):
+        assert to_dataclass(dc, cfg[node]) == dc(), node
