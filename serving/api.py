@@ -139,8 +139,25 @@ def view(ticket: Ticket, key: Any) -> dict:
     """The ticket as ``key``'s role may see it (phone numbers masked for all but supervisor)."""
     from serving.auth import can
 
-    t = ticket if can(key.role, "read_unmasked") else masked(ticket)
-    return t.model_dump(mode="json", exclude_none=False)
+    if can(key.role, "read_unmasked"):
+        return ticket.model_dump(mode="json", exclude_none=False)
+    out = masked(ticket).model_dump(mode="json", exclude_none=False)
+    if out.get("events"):  # what agents wrote in comments and notes ("回电13812345678") is masked too
+        out["events"] = [{**e, "data": _mask_words(e.get("data"))} for e in out["events"]]
+    return out
+
+
+def _mask_words(value: Any) -> Any:
+    """Mobile numbers masked in every string of a JSON value (event data)."""
+    from models.ticket import mask_text
+
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _mask_words(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_words(v) for v in value]
+    return value
 
 
 # -- input -----------------------------------------------------------------------------------------
@@ -617,7 +634,7 @@ class readiness_middleware:  # noqa: N801 - BentoML takes the class itself
             await UTF8JSONResponse(details, status_code=status, headers=headers)(scope, receive, send)
             return
         if path in self.UNLIMITED:
-            await self.app(scope, receive, send)
+            await self._guarded(scope, receive, send)
             return
         if self.in_flight >= self.limit:
             resp = error(429, f"the service is busy ({self.limit} requests in progress); retry after "
@@ -635,6 +652,41 @@ class readiness_middleware:  # noqa: N801 - BentoML takes the class itself
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_retry_after)
+            await self._guarded(scope, receive, send_with_retry_after)
         finally:
             self.in_flight -= 1
+
+    async def _guarded(self, scope: dict, receive: Any, send: Any) -> None:
+        """``self.app``, but an HTTP request that fails before answering gets a JSON 500 at once: BentoML's timeout
+        layer above us would otherwise hold it until HOTLINE_TIMEOUT_S and then drop it (a hang, not an error), e.g.
+        GET /metrics where Prometheus' multiprocess directory is missing."""
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        started, plain = False, 0  # plain: the status of a text/plain 404/405 from BentoML's own router
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started, plain
+            if message.get("type") == "http.response.start":
+                started = True
+                ctype = dict(message.get("headers") or []).get(b"content-type", b"")
+                if message.get("status") in (404, 405) and ctype.startswith(b"text/plain"):
+                    plain = message["status"]  # a path none of our routes match: answer JSON instead
+                    return
+            if plain:
+                if message.get("type") == "http.response.body" and not message.get("more_body"):
+                    msg = ("no such endpoint; see GET /docs for the endpoints of the hotline service" if plain == 404
+                           else f"method {scope.get('method')} not allowed on {scope.get('path')}; see GET /docs")
+                    await error(plain, msg)(scope, receive, send)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as e:  # noqa: BLE001 - answered, logged with its traceback
+            if started:
+                raise
+            log.exception("unanswered error in %s %s", scope.get("method"), scope.get("path"))
+            await error(500, f"internal error ({type(e).__name__}) in {scope.get('path')}; nothing was saved for "
+                             f"this request. Retry, and if it persists report it with the time of the request"
+                        )(scope, receive, send)
