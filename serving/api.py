@@ -299,8 +299,13 @@ async def create_ticket(
     channel: Optional[str] = Form("phone"),
     agent: Optional[str] = Form(None, description="the agent who took the call (for its quality check)"),
     key=Depends(require("create_ticket")),
+    request: Request = None,
 ):
     rt = runtime()
+    ctype = (request.headers.get("content-type", "") if request is not None else "").lower()
+    if ctype and not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        raise BadInput(f"POST /tickets takes multipart/form-data (fields call_id, audio or text, caller, channel), "
+                       f"not {ctype.split(';')[0]}", status=415)
     if call_id is None or not call_id.strip():
         raise BadInput("`call_id` is required: the platform's id of the call, used to make retries safe", status=422)
     call_id = call_id.strip()
