@@ -18,6 +18,10 @@ suggested cross-topic pairings close to those. So every phrasing that restates o
 whatever label (an installer's fee or conduct, a double charge on an order, a line cut off though paid), was
 taken out again (seven of them), and the test score of a model trained on these stays a held-out score.
 
+Even so, that split is now called *the old test split*: these phrasings were written after studying its errors, so a
+score on it is not a clean held-out score. Reported numbers come from :mod:`data.synth.heldout` (new templates,
+products and fillers absent from training, fingerprinted); decisions use validation or the selection split.
+
 Same mini-language and rules as :mod:`data.synth.lexicon`: slot values only through their placeholders, only
 Chinese characters and Chinese punctuation outside ``{}``.
 """

@@ -5,6 +5,10 @@ The text side of hotline's synthetic corpus. Every utterance comes from a templa
 template ids, so test phrasings are never seen in training. Slot values are spoken the way callers say them
 (order numbers digit by digit with 幺 and 洞, amounts as Chinese cardinals with 块/元/毛/蚊), and every slot
 carries a character span over its spoken form, so that ITN and slot tagging can be trained and checked.
+The ``test`` split is *the old test split*: the extra training phrasings were written after studying a model's errors
+on it, so it no longer measures unseen phrasings. Use the held-out set of :mod:`data.synth.heldout` (templates,
+products and fillers absent from training, fingerprinted) for reported numbers; the split keeps its name ``test``
+because other code reads ``test.jsonl``.
 The words and templates live in :mod:`data.synth.lexicon` (training-only phrasings added after the split was
 fixed in :mod:`data.synth.extra_templates`); this module holds the machinery.
 
@@ -855,7 +859,9 @@ def split_templates(
 ) -> dict[str, str]:
     """template_id -> "train" | "validation" | "test": per intent, deterministic for ``seed``.
 
-    Every split gets at least one template of every intent, so test phrasings are never seen in training.
+    Every split gets at least one template of every intent, so test phrasings are never seen in training. "test" is
+    the old test split: the extra training phrasings were written after studying its errors; use the held-out set
+    (:func:`data.synth.heldout.heldout_records`) for reported numbers, validation for decisions.
     The split is drawn over the core templates (``TEMPLATES``) only; the training-only phrasings of
     :mod:`data.synth.extra_templates` are always ``"train"``, so adding them leaves validation and test as they were.
     """
