@@ -438,3 +438,38 @@ def test_normalize_text_inverts_amounts_in_sentences(seed):
         spans = find_number_spans(text)
         assert [(k, v) for k, _, _, v in spans] == [("amount", expected)], (text, spans)
         assert normalize_text(text) == f"你们多扣了我{expected}元，赶紧退", text
+
+
+# -- spoken amounts and phone numbers in every dialect's wording (issue 15) ---------------------------
+@pytest.mark.parametrize("said, value", [
+    ("五百四十六蚊半", "546.5"), ("三蚊", "3"), ("兩個半", "2.5"), ("五毛", "0.5"), ("三块五毛", "3.5"),
+    ("两角", "0.2"), ("一百蚊", "100"), ("七块半", "7.5"), ("八块五角", "8.5"), ("五毫子", "0.5"), ("兩個半蚊", "2.5"),
+])
+def test_amount_in_each_dialects_wording(said, value):
+    assert amount(said) == value
+
+
+@pytest.mark.parametrize("text, value", [
+    ("我使咗五百四十六蚊半。", "546.5"), ("佢收咗我三蚊。", "3"), ("一共兩個半。", "2.5"), ("扣咗我兩個半", "2.5"),
+    ("佢使咗三個半蚊", "3.5"), ("五毛钱都要算", "0.5"), ("花了三块五毛", "3.5"), ("才两角", "0.2"), ("畀咗一百蚊", "100"),
+])
+def test_amounts_found_in_free_text(text, value):
+    found = [v for kind, _, _, v in find_number_spans(text) if kind == "amount"]
+    assert found == [value]
+
+
+@pytest.mark.parametrize("text", ["我等咗兩個半月", "兩個半鐘之後再打嚟", "我要兩個半", "两个半小时"])
+def test_x_and_a_half_is_money_only_in_a_money_context(text):
+    assert not [k for k, *_ in find_number_spans(text) if k == "amount"]
+
+
+@pytest.mark.parametrize("text, value", [
+    ("我電話係一三八零零一二三四五六。", "13800123456"),
+    ("电话系幺三九一二三四五六七八，", "13912345678"),
+    ("我電話一五零一二三四五六七八", "15012345678"),
+    ("聯絡電話係一八六 零零二二 三三四四", "18600223344"),
+    ("我手机是幺八六二二三三四四五五", "18622334455"),
+    ("联系电话一三九零零零零一一一一", "13900001111"),
+])
+def test_phone_numbers_after_dialect_cue_words(text, value):
+    assert [v for kind, _, _, v in find_number_spans(text) if kind == "phone"] == [value]

@@ -665,7 +665,7 @@ def _number_at(s: str, i: int) -> tuple[NumberSpan | None, int]:
     is_ascii = all(c in _ASCII_DIGITS + ".," for c in number)
     single = len(number) == 1 and number not in _ASCII_DIGITS
 
-    span = _amount_at(s, i, k, single)
+    span = _amount_at(s, i, k, single) or _dollars_and_a_half_at(s, i, k)
     if span is not None:
         return span, span.end
 
@@ -728,6 +728,33 @@ def _amount_at(s: str, i: int, k: int, single: bool) -> NumberSpan | None:
         if reading is not None:
             return NumberSpan("amount", i, end, reading.value, reading.approximate)
     return None
+
+
+# Cantonese 兩個半 ("two dollars fifty"): X个半 is money only after a money word or before a currency unit, never
+# before a time or measure word (兩個半月, 兩個半鐘).
+_MONEY_CUES = ("使咗", "畀咗", "俾咗", "扣咗", "收咗", "用咗", "找咗", "一共", "总共", "合共", "付了", "花了", "扣了",
+               "收了", "交了", "多收", "退返", "金额", "价钱", "畀", "俾", "扣", "收")
+_OBJECTS = "我你佢他她"  # 扣咗我兩個半: the money word may come before an object pronoun
+_NOT_MONEY_AFTER_HALF = set("月钟小星礼年天日人次个件只条周分秒层楼")
+_CURRENCY_AFTER_HALF = ("蚊", "块", "元", "文", "银")
+
+
+def _dollars_and_a_half_at(s: str, i: int, k: int) -> NumberSpan | None:
+    """``X个半`` at ``s[i:]`` (the number ``s[i:k]``) read as X.5 yuan in a money context, else None."""
+    if not s.startswith("个半", k):
+        return None
+    end = k + 2
+    after = s[end] if end < len(s) else ""
+    if after in _NOT_MONEY_AFTER_HALF:
+        return None
+    if any(s.startswith(u, end) for u in _CURRENCY_AFTER_HALF):
+        end += 1
+    elif not any(s[max(0, i - 5) : i].rstrip(_OBJECTS).endswith(w) for w in _MONEY_CUES):
+        return None
+    reading = _read_number(s[i : k + 2])
+    if reading is None or reading[1]:
+        return None
+    return NumberSpan("amount", i, end, _canon(reading[0]))
 
 
 def _percent_at(s: str, i: int) -> tuple[NumberSpan | None, int]:
