@@ -280,3 +280,53 @@ def test_snap_to_known_fixes_misheard_products():
     assert snap_to_known("华为手", ("华为手机", "华为手表")) == ("华为手", 1.0)  # ambiguous: kept
     value, sim = snap_to_known("台冰柜", known)
     assert value == "冰柜" and 0 < sim < 1
+
+
+# -- open-vocabulary products and dialect numbers in fill_slots (issue 15) --------------------------
+GAZ = {"product": ("美的热水器", "油烟机", "小天鹅洗衣机", "华为手机", "扫地机器人")}
+
+
+@pytest.mark.parametrize("text, product", [
+    ("我家的方太热水器坏了", "方太热水器"),
+    ("老板油烟机一直响", "老板油烟机"),
+    ("科沃斯扫地机器人不充电", "科沃斯扫地机器人"),
+])
+def test_fill_slots_keeps_a_product_of_another_brand(text, product):
+    start = text.index(product)
+    for conf in (1.0, 0.6):
+        values, spans, _ = fill_slots(text, [("product", start, start + len(product), conf)], LABELS.slots, GAZ)
+        assert values["product"] == product and spans[0][3] == product
+
+
+def test_fill_slots_repairs_a_misheard_product_of_the_same_brand():
+    text = "我的美得热水器坏了"
+    values, _, _ = fill_slots(text, [("product", 2, 7, 0.9)], LABELS.slots, GAZ)
+    assert values["product"] == "美的热水器"
+    values, _, _ = fill_slots("小天鹅饿洗衣机漏水", [("product", 0, 7, 0.9)], LABELS.slots, GAZ)
+    assert values["product"] == "小天鹅洗衣机"
+
+
+def test_understand_reports_product_details():
+    text = "方太热水器坏了"
+    lp = np.full((len(text), len(LABELS.bio_tags)), np.log(1e-6))
+    b, i, o = (LABELS.bio_tags.index(t) for t in ("B-product", "I-product", "O"))
+    for k in range(len(text)):
+        lp[k, b if k == 0 else i if k < 5 else o] = 0.0
+    u = understand(text, np.zeros(len(LABELS.intents)), lp, LABELS, gazetteer=GAZ)
+    assert u.slots == {"product": "方太热水器"}
+    d = u.slot_details["product"]
+    assert (d["value"], d["brand"], d["category"], d["catalogue_id"]) == ("方太热水器", "方太", "small", None)
+    assert u.to_dict()["slot_details"]["product"]["brand"] == "方太"
+    known = understand("美的热水器坏了", np.zeros(len(LABELS.intents)), lp, LABELS, gazetteer=GAZ)
+    assert known.slot_details["product"]["catalogue_id"] == "midea-heater"
+
+
+def test_fill_slots_extends_a_short_amount_span_to_the_whole_amount():
+    text = "我使咗五百四十六蚊半。"
+    values, spans, _ = fill_slots(text, [("amount", 3, 9, 0.9)], LABELS.slots)  # the tagger stopped before 半
+    assert values == {"amount": "546.5"} and spans[0][1:3] == (3, 10)
+
+
+def test_fill_slots_finds_cantonese_phone_numbers_without_a_tagger():
+    values, _, _ = fill_slots("我電話係一三八零零一二三四五六，單號係一二三四五六七八九", [], LABELS.slots)
+    assert values == {"phone": "13800123456", "order_id": "123456789"}

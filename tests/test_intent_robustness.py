@@ -139,7 +139,7 @@ def test_a_word_that_only_sounds_near_a_product_is_not_made_one():
                       SlotRules(min_shared_chars=1, unknown_min_confidence=0.95))[0]
     assert sure == {"product": "停电"}  # a very confident span outside the gazetteer is kept as heard
     loose = fill_slots(text, [("product", 0, 2, 0.4)], LABELS.slots, {"product": known}, SlotRules(0, 0.0))[0]
-    assert loose == {"product": "床垫"}  # the old behaviour, for contrast
+    assert loose == {"product": "停电"}  # whatever the rules, never snapped to a different product (issue 15)
 
 
 def test_a_misheard_real_product_still_snaps_under_the_rules():

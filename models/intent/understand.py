@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
@@ -47,9 +47,9 @@ MAX_ORDER_ID_DIGITS = 30
 _PHONE_RE = re.compile(r"1\d{10}")
 CONTEXT_WINDOW = 8  # characters before a number searched for a word saying what it is
 # Words before a digit string that say which slot it fills (the rule fallback reads them; nearest wins).
-CONTEXT_WORDS = {
+CONTEXT_WORDS = {  # matched on the window folded to simplified characters (電話係 -> 电话系, 單號 -> 单号)
     "order_id": ("订单", "单号", "运单", "快递单", "张单", "编号", "订单编号", "单号码"),
-    "phone": ("电话", "手机", "联系方式", "打我", "回电", "致电", "联系我"),
+    "phone": ("电话", "手机", "联系方式", "打我", "回电", "致电", "联系我", "联络"),
 }
 _AMOUNT_RE = re.compile(r"\d+(\.\d+)?")
 # Digit readings by toneless pinyin: a recogniser that mishears a digit writes a (near-)homophone (四 -> 寺, 六 -> 纽).
@@ -58,6 +58,7 @@ DIGIT_SOUNDS = {"ling": "零", "dong": "洞", "yi": "一", "yao": "幺", "er": "
 _DIGIT_CHARS = set("零〇洞一幺二两三四五六七八九0123456789")
 LEADING_DIGIT_RUN = 5  # a misheard first digit is put back only before this many digits, and only on an exact sound
 _NOT_DIGITS = set("是时事市式十石实使始以已医衣依亿意义易")  # common words that sound like a digit: never a misheard one at a number's start
+_NUMBER_WORDS = set("十百千万亿点半廿卅")  # place units and number words inside a cardinal: never a misheard digit
 PRODUCT_WINDOW_SLACK = 1  # characters a known value's window may start away from the tagged span's start
 
 
@@ -67,6 +68,8 @@ class SlotRules:
 
     min_shared_chars: int = 1  # a snap needing syllable edits keeps this many of the value's characters (0: off)
     unknown_min_confidence: float = 0.95  # a value matching no known value is kept only at this tag confidence
+    # ... unless it ends with a product noun the catalogue knows (方太热水器: 热水器): products are open vocabulary
+    keep_unknown_with_product_noun: bool = True
 
 
 DEFAULT_SLOT_RULES = SlotRules()  # min_shared_chars and unknown_min_confidence chosen on validation (clean and noised)
@@ -83,6 +86,9 @@ class Understanding:
     slots: dict[str, str]  # slot name -> value normalised by ITN (EVALUATION.md values)
     slot_spans: tuple[tuple[str, int, int, str], ...]  # (slot, start, end, surface) in the input text
     slot_confidence: dict[str, float]  # slot name -> confidence (RULE_SLOT_CONFIDENCE when rules filled it)
+    # slot name -> what is known beyond the value; "product": {"value", "said", "brand", "brand_listed", "category",
+    # "catalogue_id", "match"} from the product catalogue (models/catalogue.py); ``slots`` keeps the scored string
+    slot_details: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -284,8 +290,8 @@ def _digit_keys() -> dict[str, str]:
 
 def misheard_digit(char: str) -> str | None:
     """The digit a recogniser probably meant by ``char`` (same or near pinyin as a digit reading), else None."""
-    if char in _DIGIT_CHARS or not ("\u4e00" <= char <= "\u9fff"):
-        return None
+    if char in _DIGIT_CHARS or char in _NUMBER_WORDS or not ("\u4e00" <= char <= "\u9fff"):
+        return None  # a place unit (十 shi, 四 si) is part of the number, not a misheard digit
     py = toneless_pinyin(char)
     if not py:
         return None
@@ -353,12 +359,19 @@ def plausible(slot: str, value: str | None) -> bool:
     return bool(value.strip())
 
 
+def _fold_context(window: str) -> str:
+    """A context window in simplified characters (電話 -> 电话), for matching CONTEXT_WORDS."""
+    from models.textnorm import to_simplified
+
+    return to_simplified(window)
+
+
 def context_kind(text: str, start: int, kind: str) -> str:
     """The slot a rule-found digit string at ``start`` fills: the nearest context word before it decides
     (订单号 ... -> order_id, 电话 ... -> phone); without one, ITN's guess ``kind`` stands."""
     if kind not in CONTEXT_WORDS:
         return kind
-    window = text[max(0, start - CONTEXT_WINDOW) : start]
+    window = _fold_context(text[max(0, start - CONTEXT_WINDOW) : start])
     best, best_pos = kind, -1
     for slot, words in CONTEXT_WORDS.items():
         for w in words:
@@ -368,51 +381,110 @@ def context_kind(text: str, start: int, kind: str) -> str:
     return best
 
 
+NUMBER_SLOTS = ("order_id", "phone", "amount")  # slots ITN reads; a rule span that covers a tagged one wins
+
+
+def brand_safe(tagged: str, window: str, candidate: str, catalogue: Any) -> bool:
+    """Whether a product span may be repaired to ``candidate``: the brand stays. The brand of the candidate (by the
+    catalogue: a listed brand at its start, or words before a known product noun) must be the brand of the text the
+    repair covers (``window``) and of what was tagged: 美得热水器 -> 美的热水器 may, 方太热水器 -> 美的热水器 and
+    老板油烟机 -> 油烟机 may not."""
+
+    def same(a: str | None, b: str | None) -> bool:
+        return a == b or bool(a and b and _sound(a) == _sound(b))
+
+    cb = catalogue.brand_of(candidate)[0]
+    tb = catalogue.brand_of(tagged)[0]
+    wb = catalogue.brand_of(window)[0]
+    return same(cb, wb) and (tb is None or same(tb, cb))
+
+
+def same_product(tagged: str, window: str, candidate: str, catalogue: Any) -> bool:
+    """Whether a repair of ``window`` (the text it covers) to the known ``candidate`` fixes a misheard or clipped
+    span of the same product rather than naming a different one: the brand stays (:func:`brand_safe`), and the
+    window is the candidate's beginning (a clipped span) or sounds like the candidate, at least
+    ``models.catalogue.FUZZY_MIN_SIMILARITY`` (chosen on the catalogue's dev list) in syllable similarity.
+    机顶盒 is not 机票, 校园宽带 is not 宽带, 停电 is not 床垫."""
+    from models.catalogue import FUZZY_MIN_SIMILARITY
+
+    if not brand_safe(tagged, window, candidate, catalogue):
+        return False
+    if len(window) >= 2 and candidate.startswith(window):
+        return True  # the tagger stopped short or the end was not heard: 羽绒 -> 羽绒服
+    d = _edit_distance(_sound(window), _sound(candidate))
+    return 1.0 - d / max(len(window), len(candidate), 1) >= FUZZY_MIN_SIMILARITY
+
+
 def fill_slots(
     text: str,
     spans: Sequence[tuple[str, int, int, float]],
     slots: Sequence[str],
     gazetteer: Mapping[str, Sequence[str]] | None = None,
     rules: SlotRules | None = None,
+    catalogue: Any = None,
 ) -> tuple[dict[str, str], tuple[tuple[str, int, int, str], ...], dict[str, float]]:
     """Slots from tagged spans (ITN-normalised, implausible ones dropped), then number rules for the rest.
 
-    Per slot the most confident accepted span wins. Text slots with a ``gazetteer`` entry (known values,
-    e.g. products seen in training) snap to the known value that sounds closest (:func:`snap_in_context`,
-    :func:`snap_to_known`) under ``rules`` (default :data:`DEFAULT_SLOT_RULES`); a span that matches no known
-    value is dropped unless its tag confidence reaches ``rules.unknown_min_confidence``.
-    Returns (values, spans with surfaces, confidences).
+    Per slot the most confident accepted span wins. A tagged number span inside a longer rule-found number of the
+    same slot takes the rule's reading (五百四十六蚊 tagged in 五百四十六蚊半 reads 546.5). The product slot is open
+    vocabulary: the span as the caller said it. A ``gazetteer`` (known values, e.g. products seen in training) may
+    repair a misheard span to the known value that sounds closest (:func:`snap_in_context`, :func:`snap_to_known`,
+    under ``rules``, default :data:`DEFAULT_SLOT_RULES`) only when it is the same product (:func:`same_product`: the
+    brand stays and the text sounds like the known value), never to a different product; then the
+    product ``catalogue`` (``models.catalogue``; None: :func:`models.catalogue.default_catalogue`) normalises the
+    value to its canonical name on an unambiguous match. A span that is neither known, nor in the catalogue, nor
+    ends with a product noun the catalogue knows is dropped unless its tag confidence reaches
+    ``rules.unknown_min_confidence``. Returns (values, spans with surfaces, confidences).
     """
+    from models.catalogue import default_catalogue
     from models.intent.itn import find_number_spans, normalize_slot
 
     rules = rules or DEFAULT_SLOT_RULES
+    cat = catalogue if catalogue is not None else default_catalogue()
     values: dict[str, str] = {}
     chosen: dict[str, tuple[str, int, int, str]] = {}
     conf: dict[str, float] = {}
     repaired = repair_digits(text)  # misheard digits inside digit readings, one character for one
+    rule_spans = [(context_kind(text, a, k), a, b, v) for k, a, b, v in find_number_spans(repaired)]
     for slot, start, end, c in sorted(spans, key=lambda s: -s[3]):
         if slot in values or slot not in slots:
             continue
+        if slot in NUMBER_SLOTS:
+            cover = [r for r in rule_spans if r[0] == slot and r[1] <= start and end <= r[2] and (r[1], r[2]) != (start, end)
+                     and plausible(slot, r[3])]
+            if cover:
+                _, start, end, _ = cover[0]
         surface = text[start:end]
         value = normalize_slot(slot, surface)
         if not plausible(slot, value) and repaired[start:end] != surface:
             value = normalize_slot(slot, repaired[start:end])
-        if plausible(slot, value):
-            similarity = 1.0
-            known = gazetteer.get(slot) if gazetteer else None
+        if not plausible(slot, value):
+            continue
+        similarity = 1.0
+        if slot not in NUMBER_SLOTS:
+            known = tuple(gazetteer.get(slot) or ()) if gazetteer else ()
             if known and value not in known:
                 near = snap_in_context(text, start, end, known, rules.min_shared_chars)
-                if near is not None:
+                if near is not None and same_product(value, text[near[2] : near[3]], near[0], cat):
                     value, similarity, start, end = near
                     surface = text[start:end]
                 else:
-                    value, similarity = snap_to_known(value, known, rules.min_shared_chars)
-                if value not in known and c < rules.unknown_min_confidence:
-                    continue  # matches no known value and the tagger is unsure: most likely not a value at all
-            values[slot], chosen[slot], conf[slot] = value, (slot, start, end, surface), float(c) * similarity
+                    guess, sim = snap_to_known(value, known, rules.min_shared_chars)
+                    if guess != value and same_product(value, value, guess, cat):
+                        value, similarity = guess, sim
+            if slot == "product":
+                m = cat.match(value)
+                if m is not None:
+                    value = m.product.name
+                listed = value in known or m is not None
+                noun = rules.keep_unknown_with_product_noun and cat.describe(value).category is not None
+                if not listed and not noun and c < rules.unknown_min_confidence:
+                    continue  # matches nothing known and the tagger is unsure: most likely not a product at all
+            elif known and value not in known and c < rules.unknown_min_confidence:
+                continue
+        values[slot], chosen[slot], conf[slot] = value, (slot, start, end, surface), float(c) * similarity
     taken = [(s[1], s[2]) for s in chosen.values()]
-    for kind, start, end, value in find_number_spans(repaired):
-        kind = context_kind(text, start, kind)
+    for kind, start, end, value in rule_spans:
         if kind not in slots or kind in values or not plausible(kind, value):
             continue
         if any(start < e and s < end for s, e in taken):
@@ -421,6 +493,23 @@ def fill_slots(
         taken.append((start, end))
     order = sorted(chosen.values(), key=lambda s: s[1])
     return {s[0]: values[s[0]] for s in order}, tuple(order), {s[0]: conf[s[0]] for s in order}
+
+
+def slot_details(slots: Mapping[str, str], slot_spans: Sequence[tuple[str, int, int, str]],
+                 catalogue: Any = None) -> dict[str, dict]:
+    """``Understanding.slot_details``: for the product, the catalogue's view of what the caller said (brand and
+    category as separate fields, ``catalogue_id`` None when the span matched no entry)."""
+    from models.catalogue import default_catalogue
+
+    out: dict[str, dict] = {}
+    if "product" in slots:
+        cat = catalogue if catalogue is not None else default_catalogue()
+        said = next((s[3] for s in slot_spans if s[0] == "product"), slots["product"])
+        d = cat.describe(said).to_dict()
+        if d["value"] != slots["product"]:  # the value was repaired before the catalogue saw it
+            d = {**cat.describe(slots["product"]).to_dict(), "said": said}
+        out["product"] = d
+    return out
 
 
 # -- the shared decision ---------------------------------------------------------------------------
@@ -432,11 +521,13 @@ def understand(
     temperature: float = 1.0,
     gazetteer: Mapping[str, Sequence[str]] | None = None,
     rules: SlotRules | None = None,
+    catalogue: Any = None,
 ) -> Understanding:
     """One :class:`Understanding` from a backend's raw scores for ``text``.
 
     ``intent_logits``: (intents,); ``tag_log_probs``: (len(text), tags) log-probabilities per character;
-    ``gazetteer``: known values per text slot and ``rules`` how they are used (see :func:`fill_slots`).
+    ``gazetteer``: known values per text slot and ``rules`` how they are used, ``catalogue`` the product catalogue
+    (None: the default one) (see :func:`fill_slots`).
     """
     probs = softmax(np.asarray(intent_logits, dtype=np.float64)[None], temperature)[0]
     best = int(probs.argmax())
@@ -447,7 +538,7 @@ def understand(
     tag_ids = viterbi_bio(lp, labels.bio_tags)
     char_conf = np.exp(lp[np.arange(len(tag_ids)), tag_ids]) if tag_ids else np.zeros(0)
     spans = decode_bio([labels.bio_tags[t] for t in tag_ids], char_conf)
-    slots, slot_spans, slot_conf = fill_slots(text, spans, labels.slots, gazetteer, rules)
+    slots, slot_spans, slot_conf = fill_slots(text, spans, labels.slots, gazetteer, rules, catalogue)
     decision = decide_complaint(labels.intents[best], intent_probs, labels.complaint_intents, find_cues(text))
     return Understanding(
         intent=labels.intents[best],
@@ -459,6 +550,7 @@ def understand(
         slots=slots,
         slot_spans=slot_spans,
         slot_confidence=slot_conf,
+        slot_details=slot_details(slots, slot_spans, catalogue),
     )
 
 
