@@ -10,7 +10,8 @@ import pytest
 
 from training.config import CONFIG_ROOT
 
-TINY = ["data.n_train=48", "data.n_validation=16", "data.n_test=16", "trainer.max_steps=2", "trainer.progress_bar=false"]
+TINY = ["data.n_train=48", "data.n_validation=16", "data.n_test=16", "data.n_heldout=22", "trainer.max_steps=2",
+        "trainer.progress_bar=false"]
 REFIT = ["refit.enabled=true", "data.selection_templates=1", "data.n_selection=22"]
 
 
@@ -36,12 +37,15 @@ def _run_and_check(argv: list[str], tmp_path) -> dict:
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     metrics = runs[0].data.metrics
-    for split in ("test", "test_noisy"):
+    for split in ("test", "test_noisy", "heldout", "heldout_noisy"):
         for m in ("intent_accuracy", "intent_macro_f1", "slot_f1", "ticket_completeness", "complaint_f1", "ece"):
             assert 0.0 <= metrics[f"{split}_{m}"] <= 1.0, (split, m)
     for m in ("temperature", "val_ece_before", "val_ece_after", "val_score", "train_loss"):
         assert m in metrics
     tags = runs[0].data.tags
+    from data.synth.heldout import FINGERPRINT
+
+    assert tags["heldout_fingerprint"] == FINGERPRINT  # the run says which held-out set it reports
     saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))  # the saved model's final scores
     if "refit.enabled=true" in argv:  # the tested and registered model was trained again on train + validation,
         # so it is compared on the selection split it never saw, and stage one's selection score sits beside it

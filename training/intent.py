@@ -88,6 +88,8 @@ class IntentDataConfig:
     extra_templates: bool = True  # training only: also draw from data/synth/extra_templates.py (always "train")
     selection_templates: int = 0  # core training templates per intent held out as the selection split (refit needs it)
     n_selection: int = 1000  # generated selection utterances (with selection_templates > 0)
+    n_heldout: int = 2200  # utterances of the fresh held-out set (data/synth/heldout.py): reported, never decides
+    heldout_seed: int = 0  # its draw
     batch_size: int = 64  # training batch size
 
 
@@ -307,11 +309,24 @@ def load_data(cfg: IntentDataConfig) -> dict[str, list[Labelled]]:
         out = {s: read_split(corpus, s) for s in SPLITS}
         if (corpus / "selection.jsonl").is_file():
             out["selection"] = read_split(corpus, "selection")
-        return out
-    sizes = {"train": cfg.n_train, "validation": cfg.n_validation, "test": cfg.n_test, "selection": cfg.n_selection}
-    splits = SPLITS + (("selection",) if cfg.selection_templates > 0 else ())
-    return {s: generate_split(s, sizes[s], cfg.seed, extra_templates=cfg.extra_templates,
-                              selection_templates=cfg.selection_templates) for s in splits}
+    else:
+        sizes = {"train": cfg.n_train, "validation": cfg.n_validation, "test": cfg.n_test,
+                 "selection": cfg.n_selection}
+        splits = SPLITS + (("selection",) if cfg.selection_templates > 0 else ())
+        out = {s: generate_split(s, sizes[s], cfg.seed, extra_templates=cfg.extra_templates,
+                                 selection_templates=cfg.selection_templates) for s in splits}
+    if cfg.n_heldout > 0:
+        out["heldout"] = heldout_split(cfg.n_heldout, cfg.heldout_seed)
+    return out
+
+
+def heldout_split(n: int, seed: int) -> list[Labelled]:
+    """The fresh held-out set (data/synth/heldout.py: templates, products and fillers absent from training). It is
+    scored once per run and reported; nothing (early stopping, calibration, grids, promotion) reads it."""
+    from data.synth.heldout import heldout_records
+
+    return [Labelled(r["text"], r["intent"], r["slots"], tuple(tuple(s) for s in r["slot_spans"]), r["is_complaint"],
+                     r.get("template_id")) for r in heldout_records(n, seed)]
 
 
 def build_gazetteer(data: Sequence[Labelled]) -> dict[str, tuple[str, ...]]:
@@ -570,7 +585,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = augment_for_training(clean["train"], data_cfg)
     validation = mix_noise(clean["validation"], data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 2)
     noisy_test = mix_noise(clean["test"], 1.0, data_cfg.noise, seed=eval_cfg.noise_seed)
-    test = {"test": clean["test"], "test_noisy": noisy_test}
+    test = {"test": clean["test"], "test_noisy": noisy_test}  # the old test split (see data/synth/text.py)
+    if "heldout" in clean:  # the fresh held-out set: what the README reports
+        test["heldout"] = clean["heldout"]
+        test["heldout_noisy"] = mix_noise(clean["heldout"], 1.0, data_cfg.noise, seed=eval_cfg.noise_seed)
     if refit_cfg.enabled and "selection" not in clean:
         raise ConfigError(f"refit.enabled=true needs a selection split: {data_cfg.corpus_dir}/selection.jsonl is missing")
     selection = (mix_noise(clean["selection"], data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 5)
@@ -652,6 +670,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics.update({f"{split}_{k}": v for k, v in scores.items()})
             y = [labels.intent_id(u.intent) for u in data]
             metrics[f"{split}_ece_uncalibrated"] = expected_calibration_error(softmax(logits), y, calib_cfg.ece_bins)
+        if "heldout" in test:
+            from data.synth.heldout import FINGERPRINT
+
+            mlflow.set_tag("heldout_fingerprint", FINGERPRINT)
         metrics["fit_seconds"] = fit_seconds + refit_seconds
         metrics["train_wall_seconds"] = time.time() - t0
         _log_metrics(metrics)
@@ -695,9 +717,10 @@ def _summary(metrics: Mapping[str, float], calib: Mapping[str, float], steps: in
     keys = ("intent_accuracy", "intent_macro_f1", "slot_f1", "ticket_completeness", "complaint_f1", "ece")
     lines = [f"[intent] {steps} steps, fit {metrics['fit_seconds']:.0f}s, total {metrics['train_wall_seconds']:.0f}s; "
              f"temperature {calib['temperature']:.3f} (val ECE {calib['val_ece_before']:.4f} -> {calib['val_ece_after']:.4f})",
-             f"{'metric':<22}{'clean':>10}{'asr-noised':>12}"]
+             f"{'metric':<22}{'held-out':>10}{'noised':>10}{'old test':>10}{'noised':>10}"]
     for k in keys:
-        lines.append(f"{k:<22}{metrics.get('test_' + k, float('nan')):>10.4f}{metrics.get('test_noisy_' + k, float('nan')):>12.4f}")
+        row = [metrics.get(f"{split}_{k}", float("nan")) for split in ("heldout", "heldout_noisy", "test", "test_noisy")]
+        lines.append(f"{k:<22}" + "".join(f"{v:>10.4f}" for v in row))
     if decision is not None:
         lines.append(f"registry: {decision.model_name} v{decision.version} {'promoted to @champion' if decision.promoted else 'not promoted'}")
     return "\n".join(lines)
