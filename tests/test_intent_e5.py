@@ -262,3 +262,15 @@ def test_yaml_and_dataclass_defaults_agree():
     for node, dc in (("char", CharConfig), ("e5", E5Config), ("head", E5HeadConfig), ("fusion", FusionConfig),
                      ("evaluation", E5EvaluationConfig)):
         assert to_dataclass(dc, cfg[node]) == dc(), node
+
+
+def test_training_samples_are_nested():
+    from training.intent import IntentDataConfig, generate_split
+    from training.intent_e5 import e5_training_set
+
+    cfg = IntentDataConfig(n_train=44)
+    clean = generate_split("train", 44, cfg.seed, extra_templates=True)
+    small, large, every = (e5_training_set(clean, cfg, k) for k in (10, 30, 0))
+    assert len(small) == 10 and len(large) == 30 and len(every) > 30
+    assert [u.text for u in large[:10]] == [u.text for u in small]
+    assert {u.text for u in large} <= {u.text for u in every}

@@ -92,11 +92,14 @@ class E5EvaluationConfig:
 # -- data ------------------------------------------------------------------------------------------
 def e5_training_set(clean_train: Sequence[Labelled], data_cfg: IntentDataConfig, max_train: int,
                     seed: int = 0) -> list[Labelled]:
-    """The character trainer's training set for ``clean_train`` (augmented, half ASR-noised), a seeded sample of
-    ``max_train`` utterances when it is larger (0: all)."""
+    """The character trainer's training set for ``clean_train`` (augmented, half ASR-noised), the first ``max_train``
+    utterances of a seeded shuffle when it is larger (0: all). Samples are nested: a larger ``max_train`` keeps every
+    text of a smaller one, so their embeddings are already cached."""
     train = augment_for_training(clean_train, data_cfg)
     if max_train and len(train) > max_train:
-        train = random.Random(f"e5-train:{seed}").sample(train, max_train)
+        order = list(range(len(train)))
+        random.Random(f"e5-train:{seed}").shuffle(order)
+        train = [train[i] for i in order[:max_train]]
     return train
 
 
