@@ -158,6 +158,11 @@ def test_fused_model_saves_loads_and_its_probabilities_are_the_mixture(tmp_path,
     got = np.array([[u.intent_probs[i] for i in LABELS.intents] for u in preds])
     assert np.allclose(got, mix, atol=1e-6)
     assert [u.intent for u in preds] == [LABELS.intents[k] for k in mix.argmax(1)]
+    # a fusion temperature T (fitted on validation by the trainer) tempers the mixture: softmax(log(mix) / T)
+    tempered = FusedE5IntentModel(char, head, weight=0.3, temperature=1.5).predict(texts)
+    got_t = np.array([[u.intent_probs[i] for i in LABELS.intents] for u in tempered])
+    assert np.allclose(got_t, softmax(np.log(mix), 1.5), atol=1e-6)
+    assert [u.intent for u in tempered] == [u.intent for u in preds]
     # everything but the intent is the character model's
     alone = char.predict(texts)
     assert [u.slots for u in preds] == [u.slots for u in alone]
@@ -225,6 +230,7 @@ def test_main_end_to_end_registers_a_fused_version(tmp_path, fake_e5, monkeypatc
     assert isinstance(model, FusedE5IntentModel) and model.weight in (0.0, 0.5, 1.0)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["char_source"] == "champion:intent v1"
+    assert model.temperature == pytest.approx(metrics["fusion_temperature"]) and model.temperature > 0
     for k in ("val_score", "val_char_score", "val_e5_intent_accuracy", "val_intent_accuracy_clean",
               "val_intent_accuracy_noised", "fusion_weight"):
         assert k in metrics

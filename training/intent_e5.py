@@ -18,6 +18,8 @@ Steps of :func:`main`:
  6. fusion weight ``w`` on a grid (``fusion.grid``): the grid point with the best validation intent accuracy,
     averaged over the clean and the ASR-noised utterances of validation (ties: lower NLL, then the larger w). Slots
     come from the character model, so w changes only the intent
+ 6b. a temperature on the fused log-probabilities, fitted on validation (``fusion.calibrate``): a mixture of two
+    calibrated distributions is under-confident; the argmax and the complaint decision do not change
  7. the fused model's own validation scores (``val_*``, ``val_score`` = (intent accuracy + slot F1) / 2 as the
     character trainer computes it), beside the character model's and the head's alone
  8. save, log as the run's ``model`` artifact, register as ``intent`` and promote if ``val_score`` beats the
@@ -42,7 +44,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from models.calibration import fit_temperature, log_softmax, negative_log_likelihood
+from models.calibration import expected_calibration_error, fit_temperature, log_softmax
 from models.intent.e5_head import E5Embedder, E5Head, E5HeadConfig, FusedE5IntentModel, fuse_log_probs
 from training.config import CONFIG_ROOT, ConfigError, load_config, to_dataclass
 from training.intent import (
@@ -50,7 +52,6 @@ from training.intent import (
     IntentDataConfig,
     Labelled,
     augment_for_training,
-    decide,
     generate_split,
     load_data,
     mix_noise,
@@ -82,6 +83,7 @@ class E5Config:
 class FusionConfig:
     combine: str = "linear"  # linear: w p_char + (1-w) p_e5 | loglinear: p_char^w p_e5^(1-w), renormalised
     grid: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(21))  # candidate w (the character model's share)
+    calibrate: bool = True  # fit a temperature on the fused validation log-probs (a mixture is under-confident)
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import mlflow
     import torch
 
-    from models.intent.understand import LabelMaps
+    from models.intent.understand import LabelMaps, understand
     from models.taxonomy import DEFAULT_TAXONOMY
     from training.registry import register_and_maybe_promote
     from training.steps import parse_args
@@ -298,15 +300,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             for r in grid_rows:
                 print(f"  w={r['w']:.2f}  clean {r['accuracy_clean']:.4f}  noised {r['accuracy_noised']:.4f}  "
                       f"mean {r['accuracy_mean']:.4f}  nll {r['nll']:.4f}")
-            model = FusedE5IntentModel(char, head, weight, fusion_cfg.combine)
+            fused_lp = fuse_log_probs(char_lp, e5_lp, weight, fusion_cfg.combine)
+            temperature = fit_temperature(fused_lp, y_val, "lbfgs") if fusion_cfg.calibrate else 1.0
+            model = FusedE5IntentModel(char, head, weight, fusion_cfg.combine, temperature=temperature)
 
             # 7. validation scores: fused (registered), character model alone, head alone
-            metrics: dict[str, float] = {"fusion_weight": weight, "head_best_epoch": fit_info["best_epoch"],
+            metrics: dict[str, float] = {"fusion_weight": weight, "fusion_temperature": temperature,
+                                         "head_best_epoch": fit_info["best_epoch"],
                                          "head_temperature": head.temperature, "embed_seconds": embed_seconds,
                                          "head_fit_seconds": fit_seconds, "n_head_train": float(len(train))}
-            fused_lp = fuse_log_probs(char_lp, e5_lp, weight, fusion_cfg.combine)
-            for name, lp in (("", fused_lp), ("char_", char_lp), ("e5_", e5_lp)):
-                preds = decide(model, validation, lp, char_tags)  # model.temperature is 1: lp are log-probs
+            metrics["val_ece_uncalibrated"] = expected_calibration_error(np.exp(fused_lp), y_val)
+            for name, lp, t in (("", fused_lp, temperature), ("char_", char_lp, 1.0), ("e5_", e5_lp, 1.0)):
+                preds = [understand(u.text, z, g, labels, t, model.gazetteer)  # char/e5 lp: already calibrated
+                         for u, z, g in zip(validation, lp, char_tags)]
                 m = _prefixed(f"val_{name}", score(preds, validation, labels))
                 m[f"val_{name}score"] = (m[f"val_{name}intent_accuracy"] + m[f"val_{name}slot_f1"]) / 2
                 clean, noisy = split_accuracy(lp, y_val, noised)

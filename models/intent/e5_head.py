@@ -8,7 +8,8 @@
   model's synthetic training texts, clean and ASR-noised).
 - :class:`FusedE5IntentModel`: intent probabilities ``w * p_char + (1 - w) * p_e5`` (``combine: linear``) or
   ``p_char^w * p_e5^(1-w)`` renormalised (``combine: loglinear``), both parts calibrated; ``w`` is chosen on
-  validation by the trainer. Slots, the gazetteer, complaint cues and everything else come from the character model
+  validation by the trainer, which may also fit a temperature T on the fused log-probabilities (probabilities
+  ``softmax(log p_fused / T)``: the same argmax, calibrated confidences; T = 1 is the plain mixture). Slots, the gazetteer, complaint cues and everything else come from the character model
   through the shared :class:`ScoredIntentModel` decoding, so the fused model predicts like any backend.
 
 Saved directory::
