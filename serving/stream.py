@@ -8,7 +8,18 @@ the runtime's pipeline components (the Recognition model service); while a segme
 its last ``partial_window_s`` is decoded every ``partial_every_s`` of audio. Each channel has one worker task, so a
 channel's partials come before its final and finals come in time order. After each customer final the customer's
 words so far go through understanding (intent, slots, complaint cues), emotion and dialect (when those models are
-present), the alert rules (:func:`cue_alerts`, :func:`sustained_alerts`) and the knowledge base.
+present), the alert rules (:func:`cue_alerts`, :func:`sustained_alerts`) and the knowledge base, in the call's own
+analysis task (in order), so the next decode never waits for them.
+
+Bounded latency under load (issue 13): every decode of every live call in the process passes one
+:class:`DecodeGate` (``decode_slots`` at once, ``partial_slots`` of them at most for partials): finals go before
+partials, the customer's before the agent's, older before newer, and a final never waits behind a partial for a slot.
+A channel's worker decodes each closed segment at once, in time order; a partial runs beside it (one per channel, started
+only when no closed segment waits), is cut from the newest audio when it gets its slot (never a stale window), is given
+up when its segment closes while it waits (a partial already decoding goes out before the final: partials of a
+segment always come before its final), and its cadence follows the load:
+the next partial of a channel comes after ``max(partial_every_s, partial_load_factor * last partial's decode time)``
+of audio. Each decode's wait and duration are logged (DEBUG, ``hotline.stream``) and kept in ``timings``.
 
 Bounded state: a channel keeps only the audio of its open segment (at most ``max_segment_s``; older audio is dropped
 once decoded); at most ``max_segments`` finals and ``max_events`` events are kept for watchers joining late; the
@@ -24,6 +35,7 @@ WAV file with the same ``call_id`` answers 200 with the same ticket.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import io
 import json
 import logging
@@ -92,6 +104,9 @@ class StreamConfig:
     sustained_s: float = 8.0  # s: an emotion read this long (over consecutive customer segments) raises an alert
     sustained_segments: int = 2  # ... over at least this many segments
     emotion_min_confidence: float = 0.6  # readings below it break a run
+    decode_slots: int = 2  # decodes of all live calls in flight at once (the process-wide DecodeGate)
+    partial_slots: int = 1  # ... of which partials at most (the rest stay free for finals)
+    partial_load_factor: float = 2.0  # a partial that took d s to decode delays the channel's next by this * d s of audio
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "StreamConfig":
@@ -179,6 +194,73 @@ def mask_event(event: dict) -> dict:
     if e.get("type") == "ticket" and isinstance(e.get("ticket"), dict):
         e["ticket"] = masked(Ticket.model_validate(e["ticket"])).model_dump(mode="json")
     return e
+
+
+# -- the order of decodes ---------------------------------------------------------------------------------------
+class DecodeGate:
+    """Admission of recognition work of all live calls in one process (one event loop): at most ``slots`` decodes
+    at once, partials at most ``partial_slots`` of them; waiters are served in ``priority`` order (a tuple, smaller
+    first: finals ``(0, ...)`` before partials ``(1, ...)``). A partial that does not fit never holds up a final
+    behind it. Cancelling a waiter gives its place (or its slot, if it was granted meanwhile) back."""
+
+    def __init__(self, slots: int = 2, partial_slots: int = 1):
+        self.slots, self.partial_slots = max(1, int(slots)), max(1, int(partial_slots))
+        self.busy = self.busy_partial = 0
+        self._waiting: list[list] = []  # heap of [priority, n, future, partial]
+        self._n = 0
+
+    def _fits(self, partial: bool) -> bool:
+        return self.busy < self.slots and (not partial or self.busy_partial < self.partial_slots)
+
+    def _take(self, partial: bool) -> None:
+        self.busy += 1
+        self.busy_partial += int(partial)
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._waiting if not w[2].done())
+
+    async def acquire(self, priority: tuple, partial: bool) -> None:
+        if self._fits(partial) and not any(not w[2].done() and (not w[3] or partial) for w in self._waiting):
+            self._take(partial)
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._n += 1
+        heapq.heappush(self._waiting, [priority, self._n, fut, partial])
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # granted as it was cancelled: give the slot back
+                self.release(partial)
+            raise
+
+    def release(self, partial: bool) -> None:
+        self.busy -= 1
+        self.busy_partial -= int(partial)
+        skipped = []
+        while self._waiting and self.busy < self.slots:
+            w = heapq.heappop(self._waiting)
+            if w[2].done():  # cancelled
+                continue
+            if not self._fits(w[3]):
+                skipped.append(w)
+                continue
+            self._take(w[3])
+            w[2].set_result(None)
+        for w in skipped:
+            heapq.heappush(self._waiting, w)
+
+
+def decode_gate(rt: Any, config: StreamConfig) -> DecodeGate:
+    """The runtime's gate (one per service process, made by the first stream)."""
+    gate = getattr(rt, "_decode_gate", None)
+    if gate is None:
+        gate = DecodeGate(config.decode_slots, config.partial_slots)
+        try:
+            rt._decode_gate = gate
+        except AttributeError:  # a runtime that takes no attributes: a gate per call
+            pass
+    return gate
 
 
 # -- streaming VAD -----------------------------------------------------------------------------------------
@@ -299,10 +381,18 @@ class StreamSession:
         self.audio = {ch: ChannelAudio() for ch in self.labels}
         self.resample_tail = {ch: np.zeros(0, dtype=np.float32) for ch in self.labels}
         self.last_partial = {ch: 0 for ch in self.labels}  # sample of the open segment's last partial
-        self.partial_pending = {ch: False for ch in self.labels}
-        self.partial_sent: dict[int, float] = {}  # channel -> start of the segment its last partial was of
-        self.jobs: dict[int, asyncio.Queue] = {ch: asyncio.Queue() for ch in self.labels}
+        self.partial_pending = {ch: False for ch in self.labels}  # a partial asked for and not yet done or dropped
+        self.partial_decode_s = {ch: 0.0 for ch in self.labels}  # how long the channel's last partial took
+        self.partial_task: dict[int, asyncio.Task] = {}  # the channel's partial in flight
+        self.pending: dict[int, deque] = {ch: deque() for ch in self.labels}  # closed segments to decode, in order
+        self.wake = {ch: asyncio.Event() for ch in self.labels}  # work for the channel's worker
+        self.final_waiting = {ch: asyncio.Event() for ch in self.labels}  # a closed segment waits (drop the partial)
+        self.ending = False  # the platform sent end: workers finish the closed segments and stop
+        self.gate = decode_gate(rt, config)
+        self.timings: deque[dict] = deque(maxlen=config.max_segments)  # per decode: kind, channel, wait_s, decode_s
         self.workers: list[asyncio.Task] = []
+        self.analysis: asyncio.Queue = asyncio.Queue()  # customer finals to analyse, in order
+        self.analyser: asyncio.Task | None = None
         self.seg_no = 0
         self.customer_words: deque[str] = deque()
         self.customer_chars = 0
@@ -362,6 +452,7 @@ class StreamSession:
     def start_workers(self) -> None:
         self.workers = [asyncio.create_task(self._worker(ch), name=f"stream-{self.call_id}-{ch}")
                         for ch in self.labels]
+        self.analyser = asyncio.create_task(self._analyser(), name=f"stream-{self.call_id}-analysis")
 
     def frame(self, data: bytes) -> None:
         """One binary frame of interleaved 16-bit PCM."""
@@ -409,7 +500,9 @@ class StreamSession:
         pad = int(self.cfg.pad_s * MODEL_RATE)
         audio = self.audio[ch].cut(start - pad, end + pad)
         self.seg_no += 1
-        self.jobs[ch].put_nowait(("final", self.seg_no, start / MODEL_RATE, end / MODEL_RATE, audio))
+        self.pending[ch].append((self.seg_no, start / MODEL_RATE, end / MODEL_RATE, audio, time.perf_counter()))
+        self.final_waiting[ch].set()
+        self.wake[ch].set()
         self.last_partial[ch] = 0
 
     def _maybe_partial(self, ch: int) -> None:
@@ -417,14 +510,13 @@ class StreamSession:
         if start is None or self.partial_pending[ch]:
             return
         now = self.audio[ch].end
-        every = int(self.cfg.partial_every_s * MODEL_RATE)
-        if now - max(start, self.last_partial[ch]) < every:
+        # the cadence follows the load: a partial that took d s to decode delays the next by factor * d s of audio
+        every_s = max(self.cfg.partial_every_s, self.cfg.partial_load_factor * self.partial_decode_s[ch])
+        if now - max(start, self.last_partial[ch]) < int(every_s * MODEL_RATE):
             return
-        window = int(self.cfg.partial_window_s * MODEL_RATE)
-        audio = self.audio[ch].cut(max(start, now - window), now)
         self.last_partial[ch] = now
-        self.partial_pending[ch] = True
-        self.jobs[ch].put_nowait(("partial", None, start / MODEL_RATE, now / MODEL_RATE, audio))
+        self.partial_pending[ch] = True  # the worker cuts the window when the partial gets a decode slot
+        self.wake[ch].set()
 
     def _trim(self, ch: int) -> None:
         """Drop audio no segment can need: before the open segment (less the pad), or all but the last gap."""
@@ -436,51 +528,134 @@ class StreamSession:
 
     # -- decoding and analysis ----------------------------------------------------------------------------------
     async def _worker(self, ch: int) -> None:
-        label = self.labels[ch]
-        q = self.jobs[ch]
+        """The channel's decodes: its closed segments in time order, each at once (never behind a partial: a partial
+        runs as a task of its own, started only when no closed segment waits, one at a time per channel)."""
         while True:
-            job = await q.get()
-            if job is None:
+            if self.pending[ch]:
+                await self._final(ch, *self.pending[ch].popleft())
+                continue
+            self.final_waiting[ch].clear()
+            task = self.partial_task.get(ch)
+            busy = task is not None and not task.done()
+            if self.partial_pending[ch] and not busy and not self.ending:
+                self.partial_task[ch] = asyncio.create_task(self._partial_job(ch), name=f"partial-{self.call_id}-{ch}")
+            elif self.ending:
+                if busy:
+                    await asyncio.wait({task})
                 return
-            kind, seg, start, end, audio = job
-            if kind == "partial" and self.partial_sent.get(ch) == start and not q.empty():
-                self.partial_pending[ch] = False  # stale: its segment already had a partial and more work waits
-                continue
-            try:
-                text = await self._recognise(label, start, end, audio)
-            except Exception as e:  # noqa: BLE001 - one failed decode is reported, the call goes on
-                log.exception("stream %s: recognition failed", self.call_id)
-                self.emit("error", error=f"recognition of a {label} segment failed ({type(e).__name__}); the call "
-                                         f"goes on")
-                text = None
-            if kind == "partial":
-                self.partial_pending[ch] = False
-                if text:
-                    self.partial_sent[ch] = start
-                    self.emit("partial", channel=label, start=round(start, 3), text=text)
-                continue
-            if text is None:
-                continue
-            final = {"channel": label, "start": round(start, 3), "end": round(end, 3), "text": text, "segment": seg}
-            self.finals.append(final)
-            self.emit("final", **final)
-            if label == "customer" and text.strip():
-                try:
-                    await self._analyse(start, end, text, audio)
-                except Exception as e:  # noqa: BLE001
-                    log.exception("stream %s: analysis failed", self.call_id)
-                    self.emit("error", error=f"analysis of a customer segment failed ({type(e).__name__}); the call "
-                                             f"goes on")
+            self.wake[ch].clear()
+            await self.wake[ch].wait()
 
-    async def _recognise(self, label: str, start: float, end: float, audio: np.ndarray) -> str:
+    async def _partial_job(self, ch: int) -> None:
+        try:
+            await self._partial(ch)
+        finally:
+            self.partial_pending[ch] = False
+
+    def _priority(self, ch: int, kind: str, start: float) -> tuple:
+        return (0 if kind == "final" else 1, 0 if self.labels[ch] == "customer" else 1, start)
+
+    async def _final(self, ch: int, seg: int, start: float, end: float, audio: np.ndarray, closed_at: float) -> None:
+        label = self.labels[ch]
+        try:
+            text = await self._recognise(ch, "final", start, end, audio, closed_at)
+        except Exception as e:  # noqa: BLE001 - one failed decode is reported, the call goes on
+            log.exception("stream %s: recognition failed", self.call_id)
+            self.emit("error", error=f"recognition of a {label} segment failed ({type(e).__name__}); the call "
+                                     f"goes on")
+            return
+        task = self.partial_task.get(ch)
+        if task is not None and not task.done():  # a partial of this segment decoding alongside goes out first
+            await asyncio.wait({task})
+        final = {"channel": label, "start": round(start, 3), "end": round(end, 3), "text": text, "segment": seg}
+        self.finals.append(final)
+        self.emit("final", **final)
+        if label == "customer" and text.strip():
+            self.analysis.put_nowait((start, end, text, audio))
+
+    async def _partial(self, ch: int) -> None:
+        """A partial of the channel's open segment: waits for a partial slot unless a segment closes meanwhile (then
+        the final goes first and this partial is dropped); the window is cut from the newest audio once admitted."""
+        start = self.vad[ch].open_start
+        if start is None:
+            return
+        asked = time.perf_counter()
+        acquire = asyncio.ensure_future(self.gate.acquire(self._priority(ch, "partial", start / MODEL_RATE), True))
+        closed = asyncio.ensure_future(self.final_waiting[ch].wait())
+        try:
+            await asyncio.wait({acquire, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not acquire.done():
+                acquire.cancel()  # its handler gives a slot granted meanwhile back
+        if not acquire.done() or acquire.cancelled():
+            return
+        try:
+            acquire.result()
+            now, start = self.audio[ch].end, self.vad[ch].open_start
+            if start is None or self.final_waiting[ch].is_set():
+                return
+            window = int(self.cfg.partial_window_s * MODEL_RATE)
+            audio = self.audio[ch].cut(max(start, now - window), now)
+            self.last_partial[ch] = max(self.last_partial[ch], now)
+            t0 = time.perf_counter()
+            text = await self._decode(self.labels[ch], audio, start / MODEL_RATE)
+        except Exception as e:  # noqa: BLE001 - one failed decode is reported, the call goes on
+            log.exception("stream %s: recognition failed", self.call_id)
+            self.emit("error", error=f"recognition of a {self.labels[ch]} segment failed ({type(e).__name__}); the "
+                                     f"call goes on")
+            return
+        finally:
+            if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
+                self.gate.release(True)
+        took = time.perf_counter() - t0
+        self.partial_decode_s[ch] = took
+        self._timing("partial", ch, t0 - asked, took, None)
+        if text:
+            self.emit("partial", channel=self.labels[ch], start=round(start / MODEL_RATE, 3), text=text)
+
+    def _timing(self, kind: str, ch: int, wait_s: float, decode_s: float, closed_at: float | None) -> None:
+        t = {"kind": kind, "channel": self.labels[ch], "wait_s": round(wait_s, 3), "decode_s": round(decode_s, 3),
+             "busy": self.gate.busy, "waiting": self.gate.waiting}
+        self.timings.append(t)
+        log.debug("stream %s: %s %s waited %.2f s for a slot, decoded in %.2f s (gate busy %d, waiting %d)",
+                  self.call_id, kind, t["channel"], wait_s, decode_s, t["busy"], t["waiting"])
+
+    async def _recognise(self, ch: int, kind: str, start: float, end: float, audio: np.ndarray,
+                         asked: float) -> str:
+        """The text of a closed segment: decoded once the gate admits it (finals first, the customer's first)."""
+        if len(audio) < int(0.1 * MODEL_RATE):
+            return ""
+        await self.gate.acquire(self._priority(ch, kind, start), False)
+        t0 = time.perf_counter()
+        try:
+            return await self._decode(self.labels[ch], audio, start)
+        finally:
+            self.gate.release(False)
+            self._timing(kind, ch, t0 - asked, time.perf_counter() - t0, asked)
+
+    async def _decode(self, label: str, audio: np.ndarray, start: float) -> str:
         from models.pipeline import _Piece
 
         if len(audio) < int(0.1 * MODEL_RATE):
             return ""
         pipe = await self.rt.pipeline()
         dialect = self.dialect["label"] if self.dialect and self.dialect.get("sure") else None
-        heard = await pipe._recognise([_Piece(label, start, end, audio)], dialect, True)
+        heard = await pipe._recognise([_Piece(label, start, start + len(audio) / MODEL_RATE, audio)], dialect, True)
         return heard[0].text.strip() if heard else ""
+
+    async def _analyser(self) -> None:
+        """The customer's finals through understanding, emotion, dialect, alerts and suggestions, one at a time."""
+        while True:
+            job = await self.analysis.get()
+            if job is None:
+                return
+            try:
+                await self._analyse(*job)
+            except Exception as e:  # noqa: BLE001
+                log.exception("stream %s: analysis failed", self.call_id)
+                self.emit("error", error=f"analysis of a customer segment failed ({type(e).__name__}); the call "
+                                         f"goes on")
 
     async def _analyse(self, start: float, end: float, text: str, audio: np.ndarray) -> None:
         from models.intent.cues import find_cues
@@ -572,8 +747,15 @@ class StreamSession:
         for ch in self.labels:
             for _, s, e in self.vad[ch].flush():
                 self._close(ch, s, e)
-            self.jobs[ch].put_nowait(None)
+        self.ending = True
+        for ch in self.labels:
+            self.partial_pending[ch] = False
+            self.final_waiting[ch].set()  # a partial waiting for a slot is given up
+            self.wake[ch].set()
         await asyncio.gather(*self.workers)
+        self.analysis.put_nowait(None)
+        if self.analyser is not None:
+            await self.analyser
         self.ended = True
         if self.samples == 0:
             raise ProtocolError("the stream ended without audio: no ticket was made", CLOSE_UNPROCESSABLE)
@@ -610,7 +792,7 @@ class StreamSession:
         if self.closed:
             return
         self.closed = True
-        for task in self.workers:
+        for task in [*self.workers, *self.partial_task.values(), *([self.analyser] if self.analyser else [])]:
             task.cancel()
         for conn in list(self.connections):
             conn.queue.put_nowait(None)

@@ -360,3 +360,46 @@ def test_streaming_vad_closes_segments_at_pauses():
     assert len(closed) >= 2
     first_end = (RATE + len(clips[1][0])) / RATE
     assert abs(closed[0][1] / RATE - 1.0) < 0.4 and closed[0][2] / RATE <= first_end + 0.4
+
+
+def test_decode_gate_serves_finals_first_customer_first_and_keeps_a_slot_for_finals():
+    import asyncio
+
+    from serving.stream import DecodeGate
+
+    async def scenario() -> tuple[list[str], DecodeGate]:
+        gate = DecodeGate(slots=2, partial_slots=1)
+        order: list[str] = []
+        await gate.acquire((1, 0, 0.0), True)  # a partial holds one slot
+        await gate.acquire((0, 1, 0.0), False)  # a final the other
+
+        async def want(name: str, priority: tuple, partial: bool) -> None:
+            await gate.acquire(priority, partial)
+            order.append(name)
+
+        tasks = [asyncio.create_task(want(*w)) for w in (
+            ("partial-customer", (1, 0, 1.0), True), ("final-agent", (0, 1, 2.0), False),
+            ("final-customer", (0, 0, 3.0), False), ("partial-agent", (1, 1, 0.5), True))]
+        cancelled = asyncio.create_task(want("cancelled", (0, 0, 0.0), False))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        gate.release(False)  # the final ends: the customer's final is next, though queued after the agent's
+        await asyncio.sleep(0)
+        assert order == ["final-customer"]
+        gate.release(True)  # the partial ends: the agent's final next, never a partial first
+        await asyncio.sleep(0)
+        assert order == ["final-customer", "final-agent"]
+        gate.release(False)  # both slots could take a partial now, but partials get one at most
+        await asyncio.sleep(0)
+        assert order == ["final-customer", "final-agent", "partial-customer"] and gate.busy == 2
+        gate.release(False)
+        gate.release(True)
+        await asyncio.sleep(0)
+        assert order[-1] == "partial-agent"
+        gate.release(True)
+        await asyncio.gather(*tasks)
+        return order, gate
+
+    order, gate = asyncio.run(scenario())
+    assert "cancelled" not in order and gate.busy == 0 and gate.busy_partial == 0 and gate.waiting == 0
