@@ -152,7 +152,7 @@ class Ticket(Model):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-_PHONE = re.compile(r"(?<!\d)(1\d{2})\d{4}(\d{4})(?!\d)")
+_PHONE = re.compile(r"(?<![0-9a-f])(1\d{2})\d{4}(\d{4})(?![0-9a-f])")  # not inside hex ids (ticket ids, uuids)
 
 
 def mask_phone(value: str | None) -> str | None:

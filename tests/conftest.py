@@ -96,3 +96,18 @@ def store(store_url):
     s.upgrade()
     yield s
     s.close()
+
+
+def hotline_asgi_app():
+    """``Hotline.to_asgi()`` that may be built more than once in one pytest process: BentoML registers its request
+    metrics in prometheus_client's default registry when an app starts, and a second app's start would raise
+    DuplicateTimeseries; the previous app's BentoML collectors are unregistered first."""
+    import prometheus_client
+
+    from serving.service import Hotline
+
+    registry = prometheus_client.REGISTRY
+    for collector, names in list(registry._collector_to_names.items()):
+        if any(n.startswith("bentoml_") for n in names):
+            registry.unregister(collector)
+    return Hotline.to_asgi()

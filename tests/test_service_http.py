@@ -154,7 +154,9 @@ def svc(env) -> Svc:
     from serving.store import Store
 
     url = os.environ["HOTLINE_DATABASE_URL"]
-    with TestClient(Hotline.to_asgi(), raise_server_exceptions=False) as client:
+    from conftest import hotline_asgi_app
+
+    with TestClient(hotline_asgi_app(), raise_server_exceptions=False) as client:
         store = Store(url)
         s = Svc(client=client, url=url, store=store)
         for name, role in (("platform", "platform"), ("platform2", "platform"), ("agent", "agent"),

@@ -120,7 +120,9 @@ def svc(tmp_path_factory, call):
         from serving.runtime import Runtime
         from serving.service import Hotline
 
-        with TestClient(Hotline.to_asgi()) as client:
+        from conftest import hotline_asgi_app
+
+        with TestClient(hotline_asgi_app()) as client:
             assert client.get("/readyz").status_code == 200
             rt = next(o for o in gc.get_objects() if isinstance(o, Runtime) and o._pipeline is not None)
             pipe = rt._pipeline

@@ -93,6 +93,23 @@ def intent_test_splits(config: str | Path, overrides: Sequence[str] = ()) -> dic
     return {"test": clean, "test_noisy": mix_noise(clean, 1.0, data_cfg.noise, seed=eval_cfg.noise_seed)}
 
 
+def intent_validation_split(config: str | Path, overrides: Sequence[str] = ()) -> dict[str, list]:
+    """The validation utterances a ``training.intent`` run with this config chose on (``"val"``: the clean draw with
+    the same share of simulated ASR errors, the same seeds): where error analysis belongs (never the test sets)."""
+    from training.config import load_config, to_dataclass
+    from training.intent import IntentDataConfig, generate_split, mix_noise, read_split
+
+    cfg = load_config(config, list(overrides))
+    data_cfg = to_dataclass(IntentDataConfig, cfg["data"])
+    if data_cfg.corpus_dir:
+        clean = read_split(data_cfg.corpus_dir, "validation")
+    else:
+        clean = generate_split("validation", data_cfg.n_validation, data_cfg.seed,
+                               extra_templates=data_cfg.extra_templates,
+                               selection_templates=data_cfg.selection_templates)
+    return {"val": mix_noise(clean, data_cfg.noise_prob, data_cfg.noise, seed=data_cfg.seed + 2)}
+
+
 # -- errors on labelled text -----------------------------------------------------------------------
 def _check_lengths(**seqs: Sequence) -> None:
     lengths = {k: len(v) for k, v in seqs.items()}
