@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
 
+# tests/test_stream.py runs in a pytest process of its own: a second in-process service app in one process hangs
+# its stream (known issue, see the closing note of the live-stream work); every other test shares one process.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --ignore=tests/test_stream.py
+	$(BIN)/pytest -q tests/test_stream.py
 
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"

@@ -124,7 +124,10 @@ def svc(tmp_path_factory, call):
 
         with TestClient(hotline_asgi_app()) as client:
             assert client.get("/readyz").status_code == 200
-            rt = next(o for o in gc.get_objects() if isinstance(o, Runtime) and o._pipeline is not None)
+            import bentoml
+
+            rt = bentoml.get_current_service().runtime  # this app's (an earlier module's Runtime may still be alive)
+            assert isinstance(rt, Runtime) and rt._pipeline is not None
             pipe = rt._pipeline
             pipe.asr = OracleRecognizer(call["clips"])
             pipe._asr_batch, pipe._asr_dialect = True, True
