@@ -87,19 +87,60 @@ def run_due(store: Any, now: datetime, *, limit: int = 500, actor: str = "system
     return done
 
 
-class Scheduler:
+class PeriodicThread:
+    """``tick()`` every ``interval_s`` on a daemon thread named ``thread_name``; an exception is logged and kept in
+    ``last_error`` and the next tick retries (a database hiccup must not end the loop). Subclasses define ``tick``."""
+
+    thread_name = "hotline-periodic"
+
+    def __init__(self, interval_s: float):
+        self.interval_s = float(interval_s)
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> Any:  # pragma: no cover - subclasses define it
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+                self.last_error = None
+            except Exception as e:  # noqa: BLE001 - a database hiccup must not end the loop; the next tick retries
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("%s tick failed", self.thread_name)
+            self._stop.wait(self.interval_s)
+
+    def start(self):
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+
+class Scheduler(PeriodicThread):
     """Every ``interval_s``: :func:`run_due` then the outbox relay, on a daemon thread. Start one per worker
     process; correctness comes from the database, so several may run at once."""
 
+    thread_name = "hotline-scheduler"
+
     def __init__(self, store: Any, clock: Clock | None = None, interval_s: float | None = None, relay: Any = None):
+        super().__init__(scheduler_interval() if interval_s is None else float(interval_s))
         self.store = store
         self.clock = clock or Clock.from_env()
-        self.interval_s = scheduler_interval() if interval_s is None else float(interval_s)
         self.relay = relay
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.last_run: datetime | None = None
-        self.last_error: str | None = None
         self.ticks = 0
 
     def tick(self) -> list[EscalationDone]:
@@ -111,32 +152,13 @@ class Scheduler:
         self.ticks += 1
         return done
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-                self.last_error = None
-            except Exception as e:  # noqa: BLE001 - a database hiccup must not end the loop; the next tick retries
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.exception("scheduler tick failed")
-            self._stop.wait(self.interval_s)
-
-    def start(self) -> "Scheduler":
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="hotline-scheduler", daemon=True)
-            self._thread.start()
-        return self
-
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         if self.relay is not None:
             self.relay.close()
 
     def status(self) -> dict[str, Any]:
-        return {"running": bool(self._thread and self._thread.is_alive()), "interval_s": self.interval_s,
+        return {"running": self.running, "interval_s": self.interval_s,
                 "ticks": self.ticks, "last_run": self.last_run.isoformat() if self.last_run else None,
                 "last_error": self.last_error, "webhooks": len(self.relay.webhooks) if self.relay else 0}
 

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from models.ticket import Ticket
+from serving.escalation import PeriodicThread
 from serving.store import Notification, QaRecord
 
 log = logging.getLogger("hotline.operations")
@@ -258,20 +258,19 @@ def purge(store: Any, now: datetime, retention_days: float | None) -> list[str]:
 
 
 # -- the scheduler ----------------------------------------------------------------------------------------------
-class OperationsScheduler:
+class OperationsScheduler(PeriodicThread):
     """Hotspot checks every ``hotspot_check_s`` and purges every ``purge_every_s`` (the first of each at start), on
     a daemon thread ticking every ``interval_s``. Several may run (one per worker): alerts are announced once by the
     database's unique constraint, and a purge is an idempotent UPDATE."""
 
+    thread_name = "hotline-operations"
+
     def __init__(self, store: Any, clock: Any, config: OperationsConfig | None = None, interval_s: float = 30.0):
+        super().__init__(interval_s)
         self.store, self.clock = store, clock
         self.config = config or OperationsConfig.from_env()
-        self.interval_s = float(interval_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.last_hotspots: datetime | None = None
         self.last_purge: datetime | None = None
-        self.last_error: str | None = None
         self.alerts = 0
         self.purged = 0
 
@@ -289,31 +288,9 @@ class OperationsScheduler:
         self.purged += done["purged"]
         return done
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-                self.last_error = None
-            except Exception as e:  # noqa: BLE001 - a database hiccup must not end the loop
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.exception("operations tick failed")
-            self._stop.wait(self.interval_s)
-
-    def start(self) -> "OperationsScheduler":
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="hotline-operations", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     def status(self) -> dict[str, Any]:
         c = self.config
-        return {"running": bool(self._thread and self._thread.is_alive()), "hotspot_window": c.hotspot_window,
+        return {"running": self.running, "hotspot_window": c.hotspot_window,
                 "hotspot_check_s": c.hotspot_check_s, "retention_days": c.retention_days,
                 "last_hotspots": self.last_hotspots.isoformat() if self.last_hotspots else None,
                 "last_purge": self.last_purge.isoformat() if self.last_purge else None,
