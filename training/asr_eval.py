@@ -79,43 +79,47 @@ def load_dialect_classifier():
     return load_dialect_component(folder), f"dialect-ID champion v{info['version']}"
 
 
-def product_dialects(records: Sequence[dict], classifier) -> tuple[list[str | None], dict]:
+def product_dialects(records: Sequence[dict], classifier, telephone: bool = False) -> tuple[list[str | None], dict]:
     """What the pipeline would tell the recogniser for each record: the classifier's dialect when its confidence
     reaches ``classifier.min_confidence``, else None (all None without a classifier); and dialect ID's record."""
     if classifier is None:
         return [None] * len(records), {"accuracy": None, "told": 0}
-    from data.audio import SAMPLE_RATE, load_audio
     from models.pipeline import as_classification
+    from training.emotion import load_utterance
 
     floor = float(getattr(classifier, "min_confidence", 0.0) or 0.0)
     told, right = [], 0
     for r in records:
-        c = as_classification(classifier.classify(load_audio(r["audio_path"], SAMPLE_RATE)))
+        c = as_classification(classifier.classify(load_utterance(r, telephone)))
         right += c.label == r.get("dialect")
         told.append(c.label if c.confidence is None or c.confidence >= floor else None)
     return told, {"accuracy": right / len(records) if records else None, "told": sum(d is not None for d in told)}
 
 
-def decode(rec, records: Sequence[dict], dialects: Sequence[str | None], desc: str) -> tuple[list[str], float, float]:
-    """(hypotheses for scoring, audio seconds, wall seconds) of ``rec`` on ``records``, told ``dialects``."""
+def decode(rec, records: Sequence[dict], dialects: Sequence[str | None], desc: str,
+           telephone: bool = False) -> tuple[list[str], float, float]:
+    """(hypotheses for scoring, audio seconds, wall seconds) of ``rec`` on ``records``, told ``dialects``;
+    ``telephone``: each clip first goes through the synthetic telephone channel (8 kHz, G.711, noise; seeded by the
+    record id, so every model hears the same line)."""
     from tqdm import tqdm
 
-    from data.audio import SAMPLE_RATE, load_audio
+    from data.audio import SAMPLE_RATE
     from models.asr.recognizer import for_scoring
+    from training.emotion import load_utterance
 
     hyps: list[str] = []
     audio_s, t0 = 0.0, time.perf_counter()
     batch = rec.options.batch_size if hasattr(rec, "options") else 8
     for b in tqdm(range(0, len(records), batch), desc=desc, unit="batch", mininterval=2.0):
         part = records[b : b + batch]
-        audios = [load_audio(r["audio_path"], SAMPLE_RATE) for r in part]
+        audios = [load_utterance(r, telephone) for r in part]
         audio_s += sum(len(a) for a in audios) / SAMPLE_RATE
         hyps += [for_scoring(t.text) for t in rec.transcribe_batch(audios, list(dialects[b : b + batch]))]
     return hyps, audio_s, time.perf_counter() - t0
 
 
 def run(records: Sequence[dict], spec: str, told: Sequence[str | None] | None, prompt_label: str, threads: int,
-        oracle: bool = True) -> dict:
+        oracle: bool = True, telephone: bool = False) -> dict:
     """One model on ``records``: the headline columns with the dialects ``told`` (None: nothing), then, for a
     fine-tuned model and ``oracle``, the ``oracle_*`` columns with each record's true dialect."""
     from models.asr.recognizer import Recognizer, RecognizerOptions
@@ -125,12 +129,12 @@ def run(records: Sequence[dict], spec: str, told: Sequence[str | None] | None, p
     rec = Recognizer.load(folder, engine="ct2", device="cpu", options=options)
     tell = folder is not None and told is not None
     dialects = list(told) if tell else [None] * len(records)
-    hyps, audio_s, wall = decode(rec, records, dialects, spec)
-    result = {"model": description, "dialect_prompt": prompt_label if folder is not None else "none (zero-shot)",
+    hyps, audio_s, wall = decode(rec, records, dialects, spec, telephone)
+    result = {"model": description, "telephone": telephone, "dialect_prompt": prompt_label if folder is not None else "none (zero-shot)",
               **score(records, hyps), "audio_seconds": round(audio_s, 1), "wall_seconds": round(wall, 1),
               "rtf": round(wall / max(audio_s, 1e-9), 4)}
     if oracle and folder is not None:
-        oracle_hyps, _, _ = decode(rec, records, [r.get("dialect") for r in records], f"{spec} (oracle)")
+        oracle_hyps, _, _ = decode(rec, records, [r.get("dialect") for r in records], f"{spec} (oracle)", telephone)
         result.update({f"oracle_{k}": v for k, v in score(records, oracle_hyps).items() if k.startswith("cer")})
     result["samples"] = [{"id": r.get("id"), "dialect": r.get("dialect"), "told": d, "ref": r["text"], "hyp": h}
                          for r, d, h in list(zip(records, dialects, hyps))[:10]]
@@ -166,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "or nothing (none)")
     parser.add_argument("--no-oracle", dest="oracle", action="store_false",
                         help="skip the extra oracle columns (fine-tuned models told each record's true dialect)")
+    parser.add_argument("--telephone", action="store_true",
+                        help="pass every clip through the synthetic telephone channel first (for wideband recordings "
+                             "such as the real clips: a caller is heard over an 8 kHz line)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the recogniser")
     parser.add_argument("--out", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
@@ -188,13 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     prompt_label = NONE
     if args.dialect_prompt == PRODUCT and any(s != ZERO_SHOT for s in specs):
         classifier, source = load_dialect_classifier()
-        told, dialect_id = product_dialects(records, classifier)
+        told, dialect_id = product_dialects(records, classifier, args.telephone)
         dialect_id["source"] = source
         prompt_label = f"{PRODUCT} ({'dialect ID' if classifier is not None else 'no dialect ID'})"
         acc = dialect_id["accuracy"]
         print(f"[asr_eval] {source}" + (f": accuracy {acc:.3f}, a dialect told for {dialect_id['told']} of "
                                          f"{len(records)}" if acc is not None else ""))
-    results = [run(records, spec, told, prompt_label, args.threads, args.oracle) for spec in specs]
+    results = [run(records, spec, told, prompt_label, args.threads, args.oracle, args.telephone) for spec in specs]
     print(table(results))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
