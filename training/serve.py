@@ -88,8 +88,6 @@ def ensure_recogniser(p: _Progress) -> None:
     if mv is not None:
         p.say(f"asr: champion version {mv.version} (run {mv.run_id}); the service loads it at start")
         return
-    import numpy as np
-
     from models.asr.bootstrap import ct2_model_dir
     from models.asr.recognizer import Recognizer
 
@@ -97,8 +95,7 @@ def ensure_recogniser(p: _Progress) -> None:
     folder = ct2_model_dir()  # assembles and hash-checks once; later only compares a stamp
     p.say(f"asr: no champion; pretrained whisper-base at {folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder}")
     rec = Recognizer.load(None)
-    rng = np.random.default_rng(0)
-    rec.transcribe(rng.normal(0.0, 0.01, 16000).astype(np.float32))  # a first decode: engine and tokenizer work
+    rec.warm_up()  # a first decode (past the no-speech gate) and VAD check: engine, tokenizer and VAD work
     p.say(f"asr: whisper-base loaded and decoded a test second ({rec.engine} {rec.compute_type} on {rec.device}) "
           f"in {time.monotonic() - t:.0f}s; fine-tune it with `hotline train asr`")
 

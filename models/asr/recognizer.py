@@ -589,6 +589,14 @@ class Recognizer:
         decoded = self._decode(jobs)
         return self._transcript(list(zip(jobs, decoded)), dialect, audio.shape[-1] / SAMPLE_RATE)
 
+    def warm_up(self) -> None:
+        """One decode of a second of quiet noise past the no-speech gate (which would stop it before the decoder), and
+        one VAD check, so the first caller does not pay for lazy initialisation of the engine, tokenizer and VAD."""
+        noise = np.random.default_rng(0).normal(0.0, 1e-3, SAMPLE_RATE).astype(np.float32)
+        self.has_speech(noise)
+        prefix = tuple(self.decoder_prefix(None))
+        self._decode(self._jobs(0, noise, prefix, use_vad=False))
+
     def has_speech(self, mono: np.ndarray) -> bool:
         """The VAD check of ``vad_gate``: does silero-vad find any speech in 16 kHz ``mono`` audio (at
         ``vad_gate_threshold``, the other ``vad`` settings as they are)?"""
