@@ -33,10 +33,7 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,6 +48,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+
+from serving.devserver import Service, wait_ready  # noqa: E402
 
 PHONE_RATE = 8000  # Hz: the telephone channel's rate, the rate of the uploads
 FULL = {"call_seconds": [30, 60, 180], "route_seconds": 5.0, "concurrency": [1, 4], "route_requests": 12}
@@ -113,31 +112,6 @@ def wav_bytes(audio: np.ndarray, rate: int = PHONE_RATE) -> bytes:
 
 
 # -- the service ----------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> dict:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the service exited with {proc.returncode} before it was ready")
-        try:
-            r = httpx.get(f"{url}/readyz", timeout=10.0)
-            last = f"{r.status_code} {r.text[:200]}"
-            if r.status_code == 200:
-                return r.json()
-        except (httpx.HTTPError, ValueError) as e:
-            last = repr(e)
-        time.sleep(1.0)
-    raise TimeoutError(f"{url}/readyz not 200 within {timeout_s:.0f} s (last: {last})")
-
-
 def _train_tiny(root: Path, speech_heads: bool) -> None:
     """A tiny intent champion (and with ``speech_heads`` tiny dialect and emotion heads on the real whisper-base
     encoder, trained on a tiny synthetic corpus) into the MLflow store under ``root``."""
@@ -169,7 +143,8 @@ def _train_tiny(root: Path, speech_heads: bool) -> None:
 
 
 class _Started:
-    """The service started by the benchmark, in its own process group (stopped whole, always)."""
+    """The service started by the benchmark (serving/devserver.py's ``Service``: its whole process tree is stopped,
+    always), on the registry's champions or tiny ones trained into a temporary store, with a fresh platform key."""
 
     def __init__(self, args) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="bench_service_"))
@@ -184,41 +159,14 @@ class _Started:
         store.upgrade()
         _, self.key = store.create_key("platform", "bench")
         store.close()
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "HOTLINE_DATABASE_URL": self.db, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        self.log = open(self.tmp / "service.log", "ab")
-        bentoml = Path(sys.executable).with_name("bentoml")
-        self.proc = subprocess.Popen([str(bentoml), "serve", "serving.service:Hotline", "--host", "127.0.0.1",
-                                      "--port", str(self.port)], cwd=REPO, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.service = Service({"HOTLINE_DATABASE_URL": self.db}, self.tmp / "service.log").start()
+        self.url = self.service.url
+
+    def wait_ready(self, timeout_s: float) -> dict:
+        return self.service.wait_ready(timeout_s)
 
     def stop(self) -> None:
-        """SIGTERM the leader (BentoML stops its workers, each in a session of its own), then SIGKILL whatever is
-        left of the process tree after a bounded wait."""
-        import psutil
-
-        try:
-            procs = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            procs = []
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=5)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=30)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.log.close()
+        self.service.stop()
 
 
 # -- measurements ---------------------------------------------------------------------------------------------------
@@ -374,12 +322,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.url:
             url, key = args.url.rstrip("/"), args.key
             t = time.perf_counter()
-            ready = _wait_ready(url, args.ready_timeout)
+            ready = wait_ready(url, args.ready_timeout)
         else:
             started = _Started(args)
             url, key = started.url, started.key
             t = time.perf_counter()
-            ready = _wait_ready(url, args.ready_timeout, started.proc)
+            ready = started.wait_ready(args.ready_timeout)
         ready_s = time.perf_counter() - t
         headers = {"Authorization": f"Bearer {key}"}
         load_before = [round(x, 2) for x in os.getloadavg()]

@@ -20,7 +20,7 @@ which the first stream after a start pays once. In-process, each decode's wait f
 
 ``--serve`` measures the real service instead: ``bentoml serve serving.service:Hotline`` as a subprocess (the model
 services in their own processes; the tiny intent champion and a platform key made first; the whole process tree killed
-at the end, as tests/test_service_e2e.py's ``Service`` does). ``--url ws://HOST:PORT/stream --key K`` measures a
+at the end: serving/devserver.py's ``Service``). ``--url ws://HOST:PORT/stream --key K`` measures a
 service already running. ``--oracle`` needs the in-process service (it swaps the recogniser object).
 """
 
@@ -31,7 +31,6 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -43,17 +42,13 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from serving.devserver import Service, free_port  # noqa: E402
+
 
 def pct(xs: list[float], q: float) -> float | None:
     import numpy as np
 
     return round(float(np.percentile(xs, q)), 3) if xs else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(port: int):
@@ -167,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
         url, key, mode = args.url, args.key, f"service at {args.url}"
     elif args.serve:
         from serving.store import Store
-        from tests.test_service_e2e import Service
 
         store = Store(os.environ["HOTLINE_DATABASE_URL"])
         store.upgrade()

@@ -9,8 +9,8 @@ raised priority, ticket fields, retry and a 422 for other audio under the same `
 What zero-shot whisper-base hears in espeak Cantonese is not the complaint's words, so the complaint queue is only
 asserted where the real output supports it (see ``test_complaint_words_through_the_pretrained_recogniser``).
 
-The helpers (free port, starting and stopping the service's whole process group, champions, synthetic calls) are
-shared with tests/test_service_crash.py and scripts/bench_service.py.
+Starting and stopping the service's whole process tree is serving/devserver.py's ``Service``; the champions and
+synthetic calls here are shared with tests/test_service_crash.py.
 """
 
 from __future__ import annotations
@@ -19,10 +19,6 @@ import io
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import time
 import wave
 from pathlib import Path
@@ -30,149 +26,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-BENTOML = Path(sys.executable).with_name("bentoml")
-READY_TIMEOUT_S = float(os.environ.get("HOTLINE_TEST_READY_TIMEOUT_S", "300"))  # a loaded 2-core machine: 15-60 s
+# the service as a subprocess (Service and service_env are also imported from here by tests/test_service_crash.py)
+from serving.devserver import REPO, Service, service_env  # noqa: F401
+
 REQUEST_TIMEOUT_S = 300.0  # one request through the real models (whisper-base on 2 busy cores)
 
 pytestmark = pytest.mark.slow
-
-
-# -- the service as a subprocess -----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Service:
-    """``bentoml serve serving.service:Hotline`` in its own session (process group) on a free loopback port.
-
-    Its workers are not in that group (BentoML's arbiter starts each in a session of its own): :meth:`kill` and
-    :meth:`stop` signal the whole process tree, found by parentage, and check that nothing is left."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None):
-        self.env = env
-        self.log_path = Path(log_path)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Service":
-        full = {**os.environ, **self.env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                "PYTHONUNBUFFERED": "1"}
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(BENTOML), "serve", "serving.service:Hotline", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO, env=full, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        return self
-
-    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> dict:
-        """Poll ``/readyz`` until 200 (its JSON details), or fail with the log's tail after ``timeout_s``."""
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"the service exited with {self.proc.returncode} before it was ready:\n{self.tail()}")
-            try:
-                r = httpx.get(f"{self.url}/readyz", timeout=10.0)
-                last = f"{r.status_code} {r.text[:300]}"
-                if r.status_code == 200:
-                    try:
-                        return r.json()
-                    except ValueError:
-                        return {"raw": r.text}
-            except httpx.HTTPError as e:
-                last = repr(e)
-            time.sleep(1.0)
-        raise TimeoutError(f"/readyz not 200 within {timeout_s:.0f} s (last: {last}):\n{self.tail()}")
-
-    def processes(self) -> list:
-        """The leader and every descendant (psutil.Process). BentoML's arbiter starts each worker in a session of its
-        own (setsid), so the leader's process group does not hold the workers: they are found by parentage."""
-        import psutil
-
-        if self.proc is None:
-            return []
-        try:
-            leader = psutil.Process(self.proc.pid)
-            return [leader, *leader.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def kill(self, sig: int = signal.SIGKILL) -> list[int]:
-        """Send ``sig`` to the whole service at once: the leader's process group and every worker (each in its own
-        session and group); reap the leader; returns the pids signalled. Workers left alive after 30 s are an error."""
-        import psutil
-
-        procs = self.processes()
-        groups = set()
-        for p in procs:
-            try:
-                groups.add(os.getpgid(p.pid))
-            except ProcessLookupError:
-                pass
-        for g in groups:
-            try:
-                os.killpg(g, sig)
-            except ProcessLookupError:
-                pass
-        for p in procs:  # in case a worker shares its group with something else
-            try:
-                p.send_signal(sig)
-            except psutil.NoSuchProcess:
-                pass
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        _, alive = psutil.wait_procs([p for p in procs if p.pid != getattr(self.proc, "pid", None)], timeout=30)
-        if alive:
-            raise RuntimeError(f"service processes still alive after signal {sig}: {[p.pid for p in alive]}")
-        return [p.pid for p in procs]
-
-    def stop(self) -> None:
-        """SIGTERM the leader (BentoML stops its workers), then SIGKILL whatever is left of the tree after 20 s."""
-        import psutil
-
-        if self.proc is None:
-            return
-        procs = self.processes()
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=5)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=30)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        if not self._log.closed:
-            self._log.close()
-
-    def tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-
-def service_env(root: Path, database_url: str, **extra: str) -> dict[str, str]:
-    """The service's environment: the test's MLflow store and a database; nothing of the repository's own."""
-    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
-            "HOTLINE_ARTIFACT_ROOT": str(root / "mlflow" / "artifacts"),
-            "HOTLINE_DATABASE_URL": database_url, "HOTLINE_RECOGNITION_GPUS": "0", **extra}
 
 
 # -- champions -----------------------------------------------------------------------------------------------------
