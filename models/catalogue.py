@@ -300,3 +300,92 @@ def choose_threshold(pairs: Sequence[tuple[str, str | None]], catalogue: Catalog
         acc[t] = right / len(pairs)
     best = max(acc.values())
     return max(t for t, a in acc.items() if a == best), acc
+
+
+# -- hotwords for the recogniser ---------------------------------------------------------------------
+# The catalogue's brands and product names go into the Whisper prompt (after <|startofprev|>, behind the dialect
+# prompt; models/asr/dialects.py dialect_prompt), so the decoder leans towards the company's own words. The prompt
+# may hold MAX_PROMPT_TOKENS = 223 tokens at most and the recogniser keeps only its END when it is longer (the
+# dialect name would be cut first), so the hotword text has a hard budget below that.
+HOTWORDS_ENV = "HOTLINE_HOTWORDS"  # "off" (or 0, false, no): no hotwords in the recogniser's prompt; default on
+# Budget of the hotword text in UTF-8 bytes, separators included. Whisper's tokenizer is a byte-level BPE, so a
+# token covers at least one byte: 180 bytes are at most 180 tokens, and with the dialect prompt (at most 8 tokens,
+# plus its 3-token colon and <|startofprev|>) the prompt stays under 195 of its 223 tokens whatever the words are.
+# Measured on the sample catalogue: about 0.55 Whisper tokens per byte, so the 180 bytes are about 100 tokens.
+HOTWORD_BUDGET_BYTES = 180
+MAX_CUSTOMER_HOTWORDS = 3  # products of the caller's earlier tickets (newest first) put before the catalogue's
+_OFF = ("0", "off", "false", "no")
+_ON = ("1", "on", "true", "yes")
+
+
+def hotword_bytes(words: Sequence[str]) -> int:
+    """UTF-8 bytes of ``words`` as the prompt writes them (joined by the recogniser's hotword separator)."""
+    from models.asr.dialects import HOTWORD_SEPARATOR
+
+    return len(HOTWORD_SEPARATOR.join(words).encode("utf-8"))
+
+
+def _fit(candidates: Iterable[str], budget_bytes: int, kept: Sequence[str] = (),
+         limit: int | None = None) -> list[str]:
+    """``kept`` plus the candidates, in order, that fit the budget: stripped, without repeats (after folding
+    traditional to simplified and case) and without a word already inside a kept one (美的 after 美的空调)."""
+    out = list(kept)
+    folded = [_fold(w) for w in out]
+    added = 0
+    for word in candidates:
+        if limit is not None and added >= limit:
+            break
+        w = str(word or "").strip()
+        f = _fold(w)
+        if not f or any(f in k for k in folded):
+            continue
+        if hotword_bytes([*out, w]) > budget_bytes:
+            continue  # too long for what is left; a shorter word further down may still fit
+        out.append(w)
+        folded.append(f)
+        added += 1
+    return out
+
+
+def catalogue_hotwords(catalogue: Catalogue, budget_bytes: int = HOTWORD_BUDGET_BYTES) -> tuple[str, ...]:
+    """The catalogue's hotwords, most useful first, within ``budget_bytes`` (UTF-8 bytes of the prompt text):
+    the brands (proper names a general recogniser knows least), those with more products first, ties in catalogue
+    order; then the branded products' names, then the generic ones, in catalogue order. Deterministic: the same
+    catalogue and budget give the same list. Aliases are left out (they compete with the names for the budget)."""
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for i, p in enumerate(catalogue.products):
+        if p.brand:
+            counts[p.brand] = counts.get(p.brand, 0) + 1
+            first.setdefault(p.brand, i)
+    brands = sorted(counts, key=lambda b: (-counts[b], first[b]))
+    branded = [p.name for p in catalogue.products if p.brand]
+    generic = [p.name for p in catalogue.products if not p.brand]
+    return tuple(_fit([*brands, *branded, *generic], budget_bytes))
+
+
+def call_hotwords(base: Sequence[str], customer_products: Sequence[str] = (),
+                  budget_bytes: int = HOTWORD_BUDGET_BYTES,
+                  max_customer: int = MAX_CUSTOMER_HOTWORDS) -> tuple[str, ...]:
+    """One call's hotwords: the caller's own products first (at most ``max_customer``, in the order given:
+    newest first), then ``base`` (:func:`catalogue_hotwords`) as far as the budget allows."""
+    mine = _fit(customer_products, budget_bytes, limit=max_customer)
+    return tuple(_fit(base, budget_bytes, kept=mine))
+
+
+def hotwords_enabled() -> bool:
+    """``$HOTLINE_HOTWORDS``: on unless it says off (a value that is neither is an error naming the variable)."""
+    raw = (os.environ.get(HOTWORDS_ENV) or "").strip().lower()
+    if not raw or raw in _ON:
+        return True
+    if raw in _OFF:
+        return False
+    raise CatalogueError(f"{HOTWORDS_ENV}={raw!r}: use on or off")
+
+
+def default_hotwords() -> tuple[str, ...] | None:
+    """The hotwords of :func:`default_catalogue` (``$HOTLINE_CATALOGUE`` or the shipped sample, the catalogue the
+    product slot is normalised with), or None when ``$HOTLINE_HOTWORDS`` is off."""
+    if not hotwords_enabled():
+        return None
+    return catalogue_hotwords(default_catalogue())

@@ -14,7 +14,10 @@ record gets the same answer everywhere. Steps, in order (DESIGN.md "One path for
      segment, read whole as before; a longer recording is cut by VAD. Dialect ID reads all of it.
 
    Every segment of both sides is recognised (the customer's dialect prompt for both) in one
-   ``transcribe_batch(audios, dialects)`` call when the recogniser has it, else ``transcribe`` per segment. Emotion
+   ``transcribe_batch(audios, dialects)`` call when the recogniser has it, else ``transcribe`` per segment. A
+   recogniser that takes ``hotwords`` gets the call's hotwords (:meth:`Pipeline.hotwords_for`): the products of the
+   caller's earlier tickets first, then the product catalogue's brands and names (``models.catalogue``,
+   ``HOTLINE_HOTWORDS=off`` turns them off); the live stream (``serving/stream.py``) asks for the same list. Emotion
    is read per customer (or mono) segment, given that segment's words and the caller, giving
    ``emotion_trajectory`` and ``emotion_peak`` (the most aroused label read with at least the policy's
    ``review.min_emotion_confidence``; else the most confident). Understanding reads the customer's words only
@@ -70,7 +73,8 @@ class Recognizer(Protocol):
     accept a ``dialect`` keyword (the detected dialect label) to pick a dialect-specific decoder.
     Returns a :class:`Transcription`, an object with ``.text`` or a plain string. When the recogniser also has
     ``transcribe_batch(audios, dialects)`` (one answer per audio, in order), a call's segments go through it in one
-    call. Either method may be ``async``."""
+    call. Either method may be ``async``. A method that accepts a ``hotwords`` keyword gets the call's hotwords
+    (a tuple of strings, the same for every segment of the call)."""
 
     def transcribe(self, audio: Any) -> Transcription | str: ...
 
@@ -312,6 +316,10 @@ class Pipeline:
     (``vip``/``vip_level``, ``recent_complaints``/``complaint_count``) or None; may be async.
     ``mono_segment_seconds``: a mono recording up to this long is one utterance (read whole); longer is cut by
     VAD. ``vad``: a :class:`models.asr.vad.VadConfig` (None: its defaults).
+    ``hotwords``: the catalogue hotwords given to a recogniser that takes them: None (default) for those of
+    ``models.catalogue.default_hotwords`` (none when ``HOTLINE_HOTWORDS=off``), False for none at all, or a list.
+    ``customer_products``: caller phone number -> the products of the caller's earlier tickets, newest first (may
+    be async); they go before the catalogue's (:meth:`hotwords_for`).
     """
 
     def __init__(
@@ -324,6 +332,8 @@ class Pipeline:
         customer_lookup: Callable[[str], Mapping[str, Any] | None] | None = None,
         mono_segment_seconds: float = SHORT_SEGMENT_SECONDS,
         vad: Any = None,
+        hotwords: Iterable[str] | bool | None = None,
+        customer_products: Callable[[str], Iterable[str] | None] | None = None,
     ):
         self.intent_model = intent_model
         self.asr = asr
@@ -338,6 +348,11 @@ class Pipeline:
             "dialects" in _keywords(asr.transcribe_batch, ("dialects",)) if self._asr_batch
             else _accepts_dialect(asr.transcribe)
         )
+        # None: the catalogue's, read on first use; False: hotwords off; else the given list
+        self._hotwords: tuple[str, ...] | None | bool = (
+            None if hotwords is None or hotwords is True else False if hotwords is False
+            else tuple(str(w) for w in hotwords))
+        self.customer_products = customer_products
         self._emotion_kwargs = _keywords(emotion.classify, ("text", "caller")) if emotion is not None else set()
 
     @property
@@ -356,19 +371,66 @@ class Pipeline:
             result = fn(*args, **kwargs)
         return await _maybe_await(result)
 
-    async def _recognise(self, pieces: list[_Piece], dialect: str | None, offload: bool) -> list[Transcription]:
-        """One transcription per piece: one ``transcribe_batch`` call for them all when the recogniser has it."""
+    @property
+    def _asr_hotwords(self) -> bool:
+        """Whether the recogniser takes ``hotwords`` (read from the current ``asr``, so a swapped one is seen)."""
+        asr = self.asr
+        if asr is None:
+            return False
+        fn = asr.transcribe_batch if self._asr_batch else asr.transcribe  # the method _recognise calls
+        return "hotwords" in _keywords(fn, ("hotwords",))
+
+    @property
+    def catalogue_hotwords(self) -> tuple[str, ...] | None:
+        """The catalogue part of every call's hotwords (None: hotwords are off), read once."""
+        if self._hotwords is None:
+            from models.catalogue import default_hotwords
+
+            self._hotwords = default_hotwords()
+            if self._hotwords is None:
+                self._hotwords = False
+        return None if self._hotwords is False else self._hotwords
+
+    async def hotwords_for(self, caller: str | None, offload: bool = False) -> tuple[str, ...]:
+        """The hotwords of a call from ``caller``: the products of the caller's earlier tickets
+        (``customer_products``) first, then the catalogue's, within ``models.catalogue.HOTWORD_BUDGET_BYTES``.
+        Empty when the recogniser takes no hotwords or hotwords are off. A failing product lookup costs the
+        caller's products only (logged), never the call."""
+        if not self._asr_hotwords:
+            return ()
+        base = self.catalogue_hotwords
+        if base is None:
+            return ()
+        from models.catalogue import call_hotwords
+
+        products: list[str] = []
+        if caller and self.customer_products is not None:
+            try:
+                got = await self._call(offload, self.customer_products, str(caller))
+                products = [str(p) for p in (got or ()) if p]
+            except Exception:  # noqa: BLE001 - hotwords help recognition; their lookup never fails a call
+                import logging
+
+                logging.getLogger("hotline.pipeline").warning("customer products lookup failed; catalogue hotwords "
+                                                              "only", exc_info=True)
+        return call_hotwords(base, products)
+
+    async def _recognise(self, pieces: list[_Piece], dialect: str | None, offload: bool,
+                         hotwords: Iterable[str] = ()) -> list[Transcription]:
+        """One transcription per piece: one ``transcribe_batch`` call for them all when the recogniser has it.
+        ``hotwords`` go to a recogniser that takes them (the same for every piece)."""
         if not pieces:
             return []
         audios = [p.audio for p in pieces]
+        extra = {"hotwords": tuple(hotwords)} if self._asr_hotwords and hotwords else {}
         if self._asr_batch:
             args = (audios, [dialect] * len(audios)) if self._asr_dialect else (audios,)
-            results = list(await self._call(offload, self.asr.transcribe_batch, *args))
+            results = list(await self._call(offload, self.asr.transcribe_batch, *args, **extra))
             if len(results) != len(audios):
                 raise RuntimeError(f"the recogniser returned {len(results)} transcripts for {len(audios)} segments")
         else:
             kwargs = {"dialect": dialect} if self._asr_dialect else {}
-            results = [await self._call(offload, self.asr.transcribe, a, **kwargs) for a in audios]
+            results = [await self._call(offload, self.asr.transcribe, a, **kwargs, **extra) for a in audios]
         return [as_transcription(r) for r in results]
 
     # -- stage 1: speech ---------------------------------------------------------------------------
@@ -417,7 +479,8 @@ class Pipeline:
 
         words: list[str | None]
         if self.asr is not None:
-            heard = await self._recognise(pieces, out["dialect"] if out["dialect_sure"] else None, offload)
+            hotwords = await self.hotwords_for(record.get("caller"), offload)
+            heard = await self._recognise(pieces, out["dialect"] if out["dialect_sure"] else None, offload, hotwords)
             words = [t.text for t in heard]
             text = _join(w for p, w in zip(pieces, words) if p.channel != "agent")
             out["transcript"], out["text_source"], out["_text"] = text, "asr", text

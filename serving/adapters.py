@@ -19,12 +19,14 @@ def _per_item(dialects: Sequence[str | None] | str | None, n: int) -> list[str |
 
 
 class RemoteRecognizer:
-    """``transcribe_batch(audios, dialects)`` over the :class:`~serving.model_services.Recognition` service."""
+    """``transcribe_batch(audios, dialects, hotwords)`` over the :class:`~serving.model_services.Recognition`
+    service."""
 
     def __init__(self, service: Any):
         self.service = service
 
-    async def transcribe_batch(self, audios: Sequence[Any], dialects: Sequence[str | None] | str | None = None):
+    async def transcribe_batch(self, audios: Sequence[Any], dialects: Sequence[str | None] | str | None = None,
+                               hotwords: Sequence[str] = ()):
         from serving.model_services import SegmentJob
 
         import asyncio
@@ -33,15 +35,17 @@ class RemoteRecognizer:
 
         if not len(audios):
             return []
-        jobs = [SegmentJob(audio=a, dialect=d) for a, d in zip(audios, _per_item(dialects, len(audios)))]
+        words = [str(w) for w in hotwords]
+        jobs = [SegmentJob(audio=a, dialect=d, hotwords=words)
+                for a, d in zip(audios, _per_item(dialects, len(audios)))]
         # A long call's segments go as several requests of at most one batch each: the service's batcher then mixes
         # them with other calls' segments instead of taking one huge request past its latency budget.
         chunks = [jobs[i: i + RECOGNITION_BATCH] for i in range(0, len(jobs), RECOGNITION_BATCH)]
         parts = await asyncio.gather(*(self.service.to_async.transcribe_segments(c) for c in chunks))
         return [Transcription(_field(r, "text"), _field(r, "confidence")) for part in parts for r in part]
 
-    async def transcribe(self, audio: Any, dialect: str | None = None):
-        return (await self.transcribe_batch([audio], [dialect]))[0]
+    async def transcribe(self, audio: Any, dialect: str | None = None, hotwords: Sequence[str] = ()):
+        return (await self.transcribe_batch([audio], [dialect], hotwords))[0]
 
 
 class RemoteDialect:

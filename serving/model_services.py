@@ -36,6 +36,7 @@ class SegmentJob(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     audio: Any  # float32 samples at 16 kHz (a numpy array; pickled between services)
     dialect: Optional[str] = None  # the caller's dialect when sure (the recogniser's prompt), else None
+    hotwords: list[str] = []  # the call's hotwords (the recogniser's prompt after the dialect), models.catalogue
 
 
 class SegmentText(BaseModel):
@@ -98,17 +99,18 @@ class Recognition:
 
     @bentoml.api(batchable=True, max_batch_size=RECOGNITION_BATCH, max_latency_ms=RECOGNITION_LATENCY_MS)
     def transcribe_segments(self, jobs: list[SegmentJob]) -> list[SegmentText]:
-        """Decode every segment; segments of one dialect are decoded together (one prompt per decoder batch)."""
+        """Decode every segment; segments of one dialect and hotwords are decoded together (one prompt per decoder
+        batch)."""
         import math
 
         self.batches.record(len(jobs))
         out: list[SegmentText | None] = [None] * len(jobs)
-        by_dialect: dict[Optional[str], list[int]] = {}
+        by_prompt: dict[tuple[Optional[str], tuple[str, ...]], list[int]] = {}
         for i, job in enumerate(jobs):
-            by_dialect.setdefault(job.dialect, []).append(i)
-        for dialect, idx in by_dialect.items():
+            by_prompt.setdefault((job.dialect, tuple(job.hotwords or ())), []).append(i)
+        for (dialect, hotwords), idx in by_prompt.items():
             results = self.recognizer.transcribe_batch([np.asarray(jobs[i].audio, dtype=np.float32) for i in idx],
-                                                       dialect)
+                                                       dialect, hotwords)
             for i, t in zip(idx, results):
                 logp = [s.avg_logprob for s in t.segments]
                 conf = math.exp(sum(logp) / len(logp)) if logp else None

@@ -102,6 +102,7 @@ class Runtime:
                 emotion=RemoteEmotion(self.analysis) if "emotion" in models else None,
                 policy=self.policy,
                 customer_lookup=self.customer_profile,
+                customer_products=self.customer_products,  # the caller's products lead the recogniser's hotwords
             )
             log.info("pipeline ready: models %s; absent %s", sorted(models), sorted(absent))
 
@@ -162,6 +163,22 @@ class Runtime:
         if not caller:
             return None
         return self.store.get_customer(str(caller))
+
+    def customer_products(self, caller: str | None) -> list[str]:
+        """The products (``product`` slot) of the caller's most recent tickets, newest first, without repeats: the
+        first hotwords of the caller's next call (``Pipeline.hotwords_for``)."""
+        from models.catalogue import MAX_CUSTOMER_HOTWORDS
+        from serving.store import RECENT_TICKETS
+
+        if not caller:
+            return []
+        tickets, _ = self.store.list_tickets(caller=str(caller), limit=RECENT_TICKETS)
+        out: list[str] = []
+        for t in tickets:
+            product = (t.slots or {}).get("product")
+            if product and product not in out:
+                out.append(str(product))
+        return out[:MAX_CUSTOMER_HOTWORDS]
 
     # -- one call ----------------------------------------------------------------------------------
     async def process(self, record: Mapping[str, Any]) -> dict:

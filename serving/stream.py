@@ -362,6 +362,7 @@ class StreamSession:
         self.rt, self.key, self.cfg, self.kb = rt, key, config, kb
         self.call_id: str = start["call_id"]
         self.caller: str | None = start.get("caller")
+        self.hotwords: tuple[str, ...] | None = None  # the recogniser's hotwords (Pipeline.hotwords_for), once
         self.rate: int = int(start["sample_rate"])
         self.channels: int = int(start["channels"])
         self.agent_channel = int(start.get("agent_channel", 0))
@@ -641,7 +642,10 @@ class StreamSession:
             return ""
         pipe = await self.rt.pipeline()
         dialect = self.dialect["label"] if self.dialect and self.dialect.get("sure") else None
-        heard = await pipe._recognise([_Piece(label, start, start + len(audio) / MODEL_RATE, audio)], dialect, True)
+        if self.hotwords is None:  # once per call: the same list the ticket's pipeline run gives the recogniser
+            self.hotwords = await pipe.hotwords_for(self.caller, True)
+        heard = await pipe._recognise([_Piece(label, start, start + len(audio) / MODEL_RATE, audio)], dialect, True,
+                                      self.hotwords)
         return heard[0].text.strip() if heard else ""
 
     async def _analyser(self) -> None:

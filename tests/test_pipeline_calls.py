@@ -115,9 +115,9 @@ class AsyncRecogniser:
     def __init__(self, rec):
         self.rec = rec
 
-    async def transcribe_batch(self, audios, dialects):
+    async def transcribe_batch(self, audios, dialects, hotwords=()):  # as the service's adapter: hotwords pass on
         await asyncio.sleep(0)
-        return self.rec.transcribe_batch(audios, dialects)
+        return self.rec.transcribe_batch(audios, dialects, hotwords)
 
 
 class AsyncClassifier:
@@ -300,7 +300,7 @@ def test_mono_short_utterance_is_read_whole_as_before(tmp_path, recogniser, emot
     audio = load_audio(path)
     d = dialect.classify(audio)
     prompt = d.dialect if d.confidence >= dialect.min_confidence else None
-    text = recogniser.transcribe(audio, dialect=prompt).text
+    text = recogniser.transcribe(audio, dialect=prompt, hotwords=pipe.catalogue_hotwords).text  # the catalogue's
     e = emotion.classify(audio, text=text)
     assert out["channel_layout"] == "mono"
     assert (out["dialect"], out["dialect_confidence"]) == (d.dialect, d.confidence)
