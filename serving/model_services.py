@@ -88,8 +88,9 @@ class Recognition:
         self.recognizer = comps.speech["asr"]
         self.version = comps.versions["asr"]
         self.batches = BatchStats()
-        # Warm up: one decode of a second of quiet noise, so the first caller does not pay for lazy initialisation.
-        self.recognizer.transcribe_batch([np.random.default_rng(0).normal(0, 1e-3, 16000).astype(np.float32)])
+        # Warm up: one decode (past the no-speech gate) and one VAD check, so the first caller does not pay for lazy
+        # initialisation.
+        self.recognizer.warm_up()
 
     @bentoml.api
     def info(self) -> dict:
