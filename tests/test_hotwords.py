@@ -93,7 +93,12 @@ def test_customer_products_go_first(sample):
     assert "美的" not in words and "小米" not in words  # inside a customer product already
     assert hotword_bytes(words) <= HOTWORD_BUDGET_BYTES
     rest = [w for w in base if w not in ("美的", "小米")]
-    assert list(words[MAX_CUSTOMER_HOTWORDS:]) == rest[: len(words) - MAX_CUSTOMER_HOTWORDS]
+    after = list(words[MAX_CUSTOMER_HOTWORDS:])
+    assert after == [w for w in rest if w in after]  # the catalogue's words in its order
+    for w in rest:  # a catalogue word left out did not fit where it came
+        if w not in after:
+            before = [x for x in after if rest.index(x) < rest.index(w)]
+            assert hotword_bytes([*words[:MAX_CUSTOMER_HOTWORDS], *before, w]) > HOTWORD_BUDGET_BYTES
     assert call_hotwords(base, []) == base
     assert call_hotwords((), ["美的空调"]) == ("美的空调",)
     assert call_hotwords(base, ["x" * 500]) == base  # a product longer than the budget is left out

@@ -16,7 +16,7 @@ pytest.importorskip("faster_whisper")
 
 from data.audio import SAMPLE_RATE, AudioError, load_audio, resample, write_wav  # noqa: E402
 from models.asr.bootstrap import WeightsError  # noqa: E402
-from models.asr.dialects import ASR_CONFIG_FILE, CT2_SUBDIR  # noqa: E402
+from models.asr.dialects import ASR_CONFIG_FILE, CT2_SUBDIR, HOTWORD_SEPARATOR  # noqa: E402
 from models.asr.export import export_ct2  # noqa: E402
 from models.asr.recognizer import (  # noqa: E402
     Recognizer,
@@ -133,7 +133,7 @@ def test_hotwords_and_dialect_prompt_reach_the_decoder(recognizers, model_dir, s
         encoding="utf-8",
     )
     rec = Recognizer.load(tuned, engine="ct2", device="cpu", options=RecognizerOptions(hotwords=("百汇购物",)))
-    assert rec.prompt("cantonese", [HOTWORD]) == f"广东话：百汇购物，{HOTWORD}"
+    assert rec.prompt("cantonese", [HOTWORD]) == f"广东话：百汇购物{HOTWORD_SEPARATOR}{HOTWORD}"
     assert rec.prompt("wu") == "吴语：百汇购物"
     assert rec.prompt(None) == "百汇购物"
     no_dialect = Recognizer.load(tuned, engine="ct2", device="cpu", options=RecognizerOptions(dialect_prompt=False))
