@@ -307,7 +307,10 @@ def choose_threshold(pairs: Sequence[tuple[str, str | None]], catalogue: Catalog
 # prompt; models/asr/dialects.py dialect_prompt), so the decoder leans towards the company's own words. The prompt
 # may hold MAX_PROMPT_TOKENS = 223 tokens at most and the recogniser keeps only its END when it is longer (the
 # dialect name would be cut first), so the hotword text has a hard budget below that.
-HOTWORDS_ENV = "HOTLINE_HOTWORDS"  # "off" (or 0, false, no): no hotwords in the recogniser's prompt; default on
+HOTWORDS_ENV = "HOTLINE_HOTWORDS"  # "on" (or 1, true, yes): hotwords in the recogniser's prompt; default off: on
+# audio the recogniser follows badly the decoder copies prompt words into the transcript (scripts/bench_hotwords.py:
+# brands in 17-33% of espeak sentences that named none; a fresh-clone test run heard "我要找苏泊尔 华为 苏泊尔 ..."
+# for "我要找你们领导", which lost the manager-request alert), and real telephone speech is such audio for whisper-base
 # Budget of the hotword text in UTF-8 bytes, separators included. Whisper's tokenizer is a byte-level BPE, so a
 # token covers at least one byte: 180 bytes are at most 180 tokens, and with the dialect prompt (at most 8 tokens,
 # plus its 3-token colon and <|startofprev|>) the prompt stays under 195 of its 223 tokens whatever the words are.
@@ -374,18 +377,18 @@ def call_hotwords(base: Sequence[str], customer_products: Sequence[str] = (),
 
 
 def hotwords_enabled() -> bool:
-    """``$HOTLINE_HOTWORDS``: on unless it says off (a value that is neither is an error naming the variable)."""
+    """``$HOTLINE_HOTWORDS``: off unless it says on (a value that is neither is an error naming the variable)."""
     raw = (os.environ.get(HOTWORDS_ENV) or "").strip().lower()
-    if not raw or raw in _ON:
+    if raw in _ON:
         return True
-    if raw in _OFF:
+    if not raw or raw in _OFF:
         return False
     raise CatalogueError(f"{HOTWORDS_ENV}={raw!r}: use on or off")
 
 
 def default_hotwords() -> tuple[str, ...] | None:
     """The hotwords of :func:`default_catalogue` (``$HOTLINE_CATALOGUE`` or the shipped sample, the catalogue the
-    product slot is normalised with), or None when ``$HOTLINE_HOTWORDS`` is off."""
+    product slot is normalised with), or None unless ``$HOTLINE_HOTWORDS`` is on."""
     if not hotwords_enabled():
         return None
     return catalogue_hotwords(default_catalogue())

@@ -17,7 +17,7 @@ record gets the same answer everywhere. Steps, in order (DESIGN.md "One path for
    ``transcribe_batch(audios, dialects)`` call when the recogniser has it, else ``transcribe`` per segment. A
    recogniser that takes ``hotwords`` gets the call's hotwords (:meth:`Pipeline.hotwords_for`): the products of the
    caller's earlier tickets first, then the product catalogue's brands and names (``models.catalogue``,
-   ``HOTLINE_HOTWORDS=off`` turns them off); the live stream (``serving/stream.py``) asks for the same list. Emotion
+   only with ``HOTLINE_HOTWORDS=on``: off by default); the live stream (``serving/stream.py``) asks for the same list. Emotion
    is read per customer (or mono) segment, given that segment's words and the caller, giving
    ``emotion_trajectory`` and ``emotion_peak`` (the most aroused label read with at least the policy's
    ``review.min_emotion_confidence``; else the most confident). Understanding reads the customer's words only
@@ -317,7 +317,7 @@ class Pipeline:
     ``mono_segment_seconds``: a mono recording up to this long is one utterance (read whole); longer is cut by
     VAD. ``vad``: a :class:`models.asr.vad.VadConfig` (None: its defaults).
     ``hotwords``: the catalogue hotwords given to a recogniser that takes them: None (default) for those of
-    ``models.catalogue.default_hotwords`` (none when ``HOTLINE_HOTWORDS=off``), False for none at all, or a list.
+    ``models.catalogue.default_hotwords`` (none unless ``HOTLINE_HOTWORDS=on``), False for none at all, or a list.
     ``customer_products``: caller phone number -> the products of the caller's earlier tickets, newest first (may
     be async); they go before the catalogue's (:meth:`hotwords_for`).
     """

@@ -41,7 +41,7 @@ def sample() -> Catalogue:
 
 @pytest.fixture(autouse=True)
 def _default_env(monkeypatch):
-    monkeypatch.delenv(HOTWORDS_ENV, raising=False)
+    monkeypatch.setenv(HOTWORDS_ENV, "on")  # these tests exercise hotwords; the default (off) is checked below
     monkeypatch.delenv("HOTLINE_CATALOGUE", raising=False)
 
 
@@ -122,6 +122,9 @@ def test_prompt_stays_under_whisper_limit(sample):
 
 
 def test_switch_and_default(monkeypatch, tmp_path, sample):
+    monkeypatch.delenv(HOTWORDS_ENV)
+    assert not hotwords_enabled() and default_hotwords() is None  # off by default
+    monkeypatch.setenv(HOTWORDS_ENV, "on")
     assert hotwords_enabled() and default_hotwords() == catalogue_hotwords(sample)
     for off in ("off", "0", "False", "no"):
         monkeypatch.setenv(HOTWORDS_ENV, off)
@@ -212,7 +215,7 @@ def test_hotwords_off_and_recognisers_without_them(monkeypatch):
     monkeypatch.setenv(HOTWORDS_ENV, "off")
     Pipeline(asr=rec, customer_products=lambda c: ["美的空调"]).process({"id": "b", "audio": tone(1.0), "caller": "1"})
     assert rec.calls[-1]["hotwords"] == ()  # off means off, the caller's products too
-    monkeypatch.delenv(HOTWORDS_ENV)
+    monkeypatch.setenv(HOTWORDS_ENV, "on")
     Pipeline(asr=rec, hotwords=["甲牌"]).process({"id": "c", "audio": tone(1.0)})
     assert rec.calls[-1]["hotwords"] == ("甲牌",)
     single = RecordingSingle()
