@@ -300,7 +300,7 @@ def test_mono_short_utterance_is_read_whole_as_before(tmp_path, recogniser, emot
     audio = load_audio(path)
     d = dialect.classify(audio)
     prompt = d.dialect if d.confidence >= dialect.min_confidence else None
-    text = recogniser.transcribe(audio, dialect=prompt, hotwords=pipe.catalogue_hotwords).text  # the catalogue's
+    text = recogniser.transcribe(audio, dialect=prompt, hotwords=pipe.catalogue_hotwords or ()).text  # the catalogue's
     e = emotion.classify(audio, text=text)
     assert out["channel_layout"] == "mono"
     assert (out["dialect"], out["dialect_confidence"]) == (d.dialect, d.confidence)

@@ -480,7 +480,7 @@ class Recognizer:
         """The text after <|startofprev|> for ``dialect`` and ``hotwords`` (plus the options' hotwords)."""
         use_dialect = self.options.dialect_prompt if self.options.dialect_prompt is not None else self.source.fine_tuned
         return dialect_prompt(
-            dialect if use_dialect else None, (*self.options.hotwords, *hotwords), prompts=self.source.dialect_prompts
+            dialect if use_dialect else None, (*self.options.hotwords, *(hotwords or ())), prompts=self.source.dialect_prompts
         )
 
     def language(self, dialect: str | None) -> str:
