@@ -371,6 +371,18 @@ class Pipeline:
             result = fn(*args, **kwargs)
         return await _maybe_await(result)
 
+    async def _model(self, stage: str, offload: bool, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`_call` for a model; an exception it raises is marked with ``stage`` (e.g. "emotion model"), which
+        the record's ``error`` then names, so a failure says which model failed."""
+        try:
+            return await self._call(offload, fn, *args, **kwargs)
+        except Exception as exc:
+            from data.audio import AudioError
+
+            if not isinstance(exc, AudioError) and not hasattr(exc, "pipeline_stage"):
+                exc.pipeline_stage = stage  # type: ignore[attr-defined]
+            raise
+
     @property
     def _asr_hotwords(self) -> bool:
         """Whether the recogniser takes ``hotwords`` (read from the current ``asr``, so a swapped one is seen)."""
@@ -425,12 +437,13 @@ class Pipeline:
         extra = {"hotwords": tuple(hotwords)} if self._asr_hotwords and hotwords else {}
         if self._asr_batch:
             args = (audios, [dialect] * len(audios)) if self._asr_dialect else (audios,)
-            results = list(await self._call(offload, self.asr.transcribe_batch, *args, **extra))
+            results = list(await self._model("recogniser", offload, self.asr.transcribe_batch, *args, **extra))
             if len(results) != len(audios):
                 raise RuntimeError(f"the recogniser returned {len(results)} transcripts for {len(audios)} segments")
         else:
             kwargs = {"dialect": dialect} if self._asr_dialect else {}
-            results = [await self._call(offload, self.asr.transcribe, a, **kwargs, **extra) for a in audios]
+            results = [await self._model("recogniser", offload, self.asr.transcribe, a, **kwargs, **extra)
+                       for a in audios]
         return [as_transcription(r) for r in results]
 
     # -- stage 1: speech ---------------------------------------------------------------------------
@@ -470,7 +483,7 @@ class Pipeline:
             import numpy as np
 
             speech = np.concatenate([p.audio for p in listener]) if len(listener) > 1 else listener[0].audio
-            c = as_classification(await self._call(offload, self.dialect.classify, speech))
+            c = as_classification(await self._model("dialect model", offload, self.dialect.classify, speech))
             out["dialect"], out["dialect_confidence"] = tax.check("dialect", c.label), c.confidence
         # Unsure means the Mandarin (default) group and no dialect prompt: a low-confidence dialect guess never routes.
         floor = float(getattr(self.dialect, "min_confidence", 0.0) or 0.0)
@@ -502,7 +515,8 @@ class Pipeline:
                     kwargs["text"] = words[k]
                 if "caller" in self._emotion_kwargs and who:
                     kwargs["caller"] = str(who)
-                c = as_classification(await self._call(offload, self.emotion.classify, p.audio, **kwargs))
+                c = as_classification(
+                    await self._model("emotion model", offload, self.emotion.classify, p.audio, **kwargs))
                 readings[k] = Classification(tax.check("emotion", c.label), c.confidence, c.probs)
         out["segments"] = [
             {"channel": p.channel, "start": p.start, "end": p.end, "text": words[k] or "",
@@ -584,7 +598,7 @@ class Pipeline:
             try:
                 outs.append(await self._speech(rec, offload))
             except Exception as exc:  # noqa: BLE001 - one bad record never stops the run
-                outs.append(_error(rec, exc))
+                outs.append(_error(rec, exc, stage=getattr(exc, "pipeline_stage", None)))
 
         todo = [i for i, o in enumerate(outs) if "error" not in o]
         understandings: dict[int, Any] = {}

@@ -7,9 +7,31 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Sequence
 
 from models.pipeline import Classification, Transcription
+
+log = logging.getLogger("hotline.adapters")
+RETRY_PAUSE_S = 0.2  # s before the one retry of a model call whose connection broke before any answer
+
+
+async def _remote(method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+    """``await method(*args, **kwargs)`` on a model service, retried once when the connection broke before an answer
+    came (httpx's RemoteProtocolError, ReadError, WriteError, ConnectError). A pooled keep-alive connection that the
+    model service's server closes just as the entry service reuses it fails this way from time to time
+    (bentoml/BentoML#4971, encode/httpx#2056); model calls have no side effects, so a second try is safe. Errors the
+    model service answered (a 4xx/5xx) and timeouts are not retried."""
+    import httpx
+
+    broken = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.ConnectError)
+    try:
+        return await method(*args, **kwargs)
+    except broken as exc:
+        log.warning("a model call's connection broke (%s: %s); retrying once", type(exc).__name__, exc)
+        await asyncio.sleep(RETRY_PAUSE_S)
+        return await method(*args, **kwargs)
 
 
 def _per_item(dialects: Sequence[str | None] | str | None, n: int) -> list[str | None]:
@@ -27,11 +49,7 @@ class RemoteRecognizer:
 
     async def transcribe_batch(self, audios: Sequence[Any], dialects: Sequence[str | None] | str | None = None,
                                hotwords: Sequence[str] = ()):
-        from serving.model_services import SegmentJob
-
-        import asyncio
-
-        from serving.model_services import RECOGNITION_BATCH
+        from serving.model_services import RECOGNITION_BATCH, SegmentJob
 
         if not len(audios):
             return []
@@ -41,7 +59,7 @@ class RemoteRecognizer:
         # A long call's segments go as several requests of at most one batch each: the service's batcher then mixes
         # them with other calls' segments instead of taking one huge request past its latency budget.
         chunks = [jobs[i: i + RECOGNITION_BATCH] for i in range(0, len(jobs), RECOGNITION_BATCH)]
-        parts = await asyncio.gather(*(self.service.to_async.transcribe_segments(c) for c in chunks))
+        parts = await asyncio.gather(*(_remote(self.service.to_async.transcribe_segments, c) for c in chunks))
         return [Transcription(_field(r, "text"), _field(r, "confidence")) for part in parts for r in part]
 
     async def transcribe(self, audio: Any, dialect: str | None = None, hotwords: Sequence[str] = ()):
@@ -56,7 +74,7 @@ class RemoteDialect:
         self.min_confidence = min_confidence
 
     async def classify(self, audio: Any) -> Classification:
-        r = await self.service.to_async.dialect(audio=audio)
+        r = await _remote(self.service.to_async.dialect, audio=audio)
         if r is None:
             raise RuntimeError("the dialect model went absent in the audio-analysis service; restart the service")
         self.min_confidence = float(r.get("min_confidence") or 0.0)
@@ -70,7 +88,7 @@ class RemoteEmotion:
         self.service = service
 
     async def classify(self, audio: Any, text: str | None = None, caller: str | None = None) -> Classification:
-        r = await self.service.to_async.emotion(audio=audio, text=text, caller=caller)
+        r = await _remote(self.service.to_async.emotion, audio=audio, text=text, caller=caller)
         if r is None:
             raise RuntimeError("the emotion model went absent in the audio-analysis service; restart the service")
         return Classification(r["label"], r.get("confidence"), r.get("probs"))
@@ -85,7 +103,7 @@ class RemoteUnderstanding:
     async def predict(self, texts: Sequence[str]) -> list[dict]:
         if not len(texts):
             return []
-        return list(await self.service.to_async.understand(list(texts)))
+        return list(await _remote(self.service.to_async.understand, list(texts)))
 
 
 def _field(obj: Any, name: str) -> Any:

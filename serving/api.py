@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.ticket import CHANNELS, EVENT_TYPES, Ticket, masked
-from serving.runtime import BadInput
+from serving.runtime import BadInput, PipelineFailed
 
 log = logging.getLogger("hotline.api")
 AUDIO_TYPES = ("audio/", "application/octet-stream")  # upload content types taken as audio (the bytes decide)
@@ -94,6 +94,13 @@ def _store_errors() -> None:
 
 
 _store_errors()
+
+
+@app.exception_handler(PipelineFailed)
+async def _pipeline_failed(request: Request, exc: PipelineFailed):
+    log.error("the pipeline failed in %s %s: %s", request.method, request.url.path, exc)
+    return error(500, f"internal error ({exc.public}); nothing was saved for this request. Retry, and if it persists "
+                      f"report it with the time of the request")
 
 
 @app.exception_handler(Exception)

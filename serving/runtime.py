@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from typing import Any, Mapping
@@ -38,6 +39,23 @@ class BadInput(ValueError):
         super().__init__(message)
         self.status = status
         self.extra = extra
+
+
+# a model service that is saturated or slow: the client should retry later (503), not report a fault
+BUSY_ERRORS = frozenset({"ServiceUnavailable", "TimeoutError", "ReadTimeout", "ConnectTimeout", "PoolTimeout"})
+
+
+class PipelineFailed(RuntimeError):
+    """The pipeline failed on a call for a reason that is not the caller's (a model or a model service): the full
+    message goes to the log; ``public`` (where it failed and the error's type, no caller data) goes to the client."""
+
+    _HEAD = re.compile(r"^(?:(?P<stage>[a-z][a-z ]*): )?(?P<kind>[A-Za-z_][\w.]*)(?::|$)")
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        m = self._HEAD.match(message)
+        self.stage, self.kind = (m.group("stage"), m.group("kind")) if m else (None, "error")
+        self.public = f"{self.stage}: {self.kind}" if self.stage else self.kind
 
 
 class Runtime:
@@ -186,14 +204,14 @@ class Runtime:
         pipe = await self.pipeline()
         pred = await pipe.aprocess(dict(record))
         if pred.get("error"):
-            msg = str(pred["error"])
-            if "AudioError" in msg or "audio" in msg.lower():
-                raise BadInput(f"the audio could not be used: {msg}", status=422)
-            if any(w in msg for w in ("ServiceUnavailable", "overloaded", "Too many requests", "TimeoutError")):
+            failed = PipelineFailed(str(pred["error"]))
+            if failed.kind == "AudioError":  # the caller's audio (data.audio / models.pipeline raise it, and only for it)
+                raise BadInput(f"the audio could not be used: {failed}", status=422)
+            if failed.kind in BUSY_ERRORS or "overloaded" in str(failed) or "Too many requests" in str(failed):
                 raise BadInput("the model services are busy; nothing was saved: retry after "
                                f"{self.settings.retry_after_s} s", status=503,
                                headers={"Retry-After": str(self.settings.retry_after_s)})
-            raise RuntimeError(msg)
+            raise failed
         return pred
 
     async def route(self, record: Mapping[str, Any], queue_state: Mapping[str, Any] | None) -> dict:

@@ -385,6 +385,29 @@ def test_a_corrupt_record_fails_alone(tmp_path, call_path, intent_model, emotion
     assert set(failed) == {"id", "error"} and "not a readable audio file" in failed["error"]
 
 
+class BrokenClassifier:
+    """An emotion model whose service is gone: every call raises (a connection error of a remote model)."""
+
+    def classify(self, audio, text=None, caller=None):
+        raise ConnectionResetError("the emotion service closed the connection")
+
+
+def test_a_failing_model_is_named_in_the_error(call_path, intent_model):
+    """A model that fails gives the record an error naming the model, its error type and message; the service's
+    500 names the model and the type only (no caller data)."""
+    from serving.runtime import PipelineFailed
+
+    pipe = Pipeline(intent_model=intent_model, asr=LengthRecogniser(), emotion=BrokenClassifier())
+    out = pipe.process({"id": "c", "audio_path": str(call_path)})
+    assert set(out) == {"id", "error"}
+    assert out["error"] == "emotion model: ConnectionResetError: the emotion service closed the connection"
+    failed = PipelineFailed(out["error"])
+    assert (failed.stage, failed.kind, failed.public) == ("emotion model", "ConnectionResetError",
+                                                          "emotion model: ConnectionResetError")
+    audio = PipelineFailed("AudioError: upload: empty upload (0 bytes)")
+    assert (audio.stage, audio.kind) == (None, "AudioError")
+
+
 def test_emotion_peak_prefers_arousal_read_with_confidence():
     point = lambda label, conf: {"start": 0.0, "end": 1.0, "label": label, "confidence": conf}  # noqa: E731
     traj = [point("neutral", 0.95), point("angry", 0.4), point("anxious", 0.7), point("anxious", 0.8)]

@@ -15,12 +15,10 @@ synthetic calls here are shared with tests/test_service_crash.py.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -179,16 +177,10 @@ def stereo_call(agent_turns, customer_turns, *, customer_dialect="cantonese", cu
 
 
 def wav_bytes(audio: np.ndarray, rate: int = PHONE_RATE) -> bytes:
-    """16-bit PCM WAV of mono [n] or multi-channel [c, n] float audio."""
-    a = np.atleast_2d(np.asarray(audio, np.float32))
-    pcm = (np.clip(a, -1, 1) * 32767).astype("<i2").T.copy()
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(a.shape[0])
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
+    """16-bit PCM WAV bytes of (samples,) or (channels, samples) float audio at ``rate`` Hz."""
+    from data.audio import wav_bytes as encode
+
+    return encode(audio, rate)
 
 
 # -- the module's service ------------------------------------------------------------------------------------------
@@ -233,6 +225,11 @@ def _post(url, path, headers, data=None, files=None, timeout=REQUEST_TIMEOUT_S):
     import httpx
 
     return httpx.post(f"{url}{path}", headers=headers, data=data, files=files, timeout=timeout)
+
+
+def _why(e2e, r) -> str:
+    """A failed request's answer and the service log's last lines (what the service said about it)."""
+    return f"{r.status_code} {r.text}\n--- service log (last lines) ---\n{e2e['svc'].tail()}"
 
 
 def _report(request, name: str, value) -> None:
@@ -285,7 +282,7 @@ def test_analyze_customer_channel_is_cantonese(e2e, angry_cantonese_call, reques
     customer's turns (which label: see test_angry_prosody_raises_the_priority)."""
     r = _post(e2e["url"], "/analyze", e2e["platform"],
               files={"audio": ("customer.wav", angry_cantonese_call["customer_wav"], "audio/wav")})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, _why(e2e, r)
     body = r.json()
     _report(request, "analyze", body)
     assert body["dialect"] == "cantonese" and body["dialect_confidence"] >= 0.6, body
@@ -301,7 +298,7 @@ def test_route_first_utterance(e2e, request):
     first = synth_turn(CUSTOMER_TURNS[0], "cantonese", "angry", 13, female=False)
     r = _post(e2e["url"], "/route", e2e["platform"], data={"caller": "13812345678"},
               files={"audio": ("first.wav", wav_bytes(first), "audio/wav")})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, _why(e2e, r)
     body = r.json()
     _report(request, "route", body)
     assert body["dialect"] == "cantonese" and body["route"]["dialect_group"] == "cantonese"
@@ -319,7 +316,7 @@ def created(e2e, angry_cantonese_call):
 
 
 def test_ticket_from_the_stereo_call(e2e, angry_cantonese_call, created, request):
-    assert created.status_code == 201, created.text
+    assert created.status_code == 201, _why(e2e, created)
     t = created.json()
     _report(request, "ticket", t)
     assert t["call_id"] == "e2e-call-1" and t["status"] == "open" and t["caller"] == "138****5678"
@@ -355,19 +352,19 @@ def test_ticket_from_the_stereo_call(e2e, angry_cantonese_call, created, request
 
 
 def test_retry_returns_the_same_ticket(e2e, angry_cantonese_call, created):
-    assert created.status_code == 201
+    assert created.status_code == 201, _why(e2e, created)
     r = _post(e2e["url"], "/tickets", e2e["platform"], data={"call_id": "e2e-call-1", "caller": "13812345678"},
               files={"audio": ("call.wav", angry_cantonese_call["wav"], "audio/wav")})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, _why(e2e, r)
     assert r.json()["id"] == created.json()["id"]
     assert r.json()["transcript"] == created.json()["transcript"]
 
 
 def test_same_call_id_other_audio_is_422(e2e, angry_cantonese_call, created):
-    assert created.status_code == 201
+    assert created.status_code == 201, _why(e2e, created)
     r = _post(e2e["url"], "/tickets", e2e["platform"], data={"call_id": "e2e-call-1", "caller": "13812345678"},
               files={"audio": ("other.wav", angry_cantonese_call["other_wav"], "audio/wav")})
-    assert r.status_code == 422, r.text
+    assert r.status_code == 422, _why(e2e, r)
     assert created.json()["id"] in r.json()["error"]
     from serving.store import Store
 
@@ -387,7 +384,7 @@ def test_angry_prosody_raises_the_priority(e2e, created, request):
     t = created.json()
     first = synth_turn(CUSTOMER_TURNS[0], "cantonese", "angry", 13, female=False)
     r = _post(e2e["url"], "/route", e2e["platform"], files={"audio": ("first.wav", wav_bytes(first), "audio/wav")})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, _why(e2e, r)
     route = r.json()
     _report(request, "emotion_readings", {"ticket_peak": t["emotion"]["peak"], "ticket_priority": t["priority"],
                                           "route_emotion": route["emotion"], "route_priority": route["route"]["priority"]})
