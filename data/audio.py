@@ -175,19 +175,36 @@ def is_silent(audio: np.ndarray, threshold_db: float = SILENCE_DB) -> bool:
     return rms <= 0.0 or 20.0 * math.log10(rms) < threshold_db
 
 
-def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int) -> None:
-    """Write ``audio`` (samples,) or (channels, samples), float in [-1, 1], as 16-bit PCM WAV (parents created)."""
-    import soundfile as sf
-
+def _frames(audio: np.ndarray, where: str) -> np.ndarray:
+    """(samples,) or (channels, samples) float audio as soundfile's (samples[, channels]) frames, clipped to [-1, 1]."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 2:
         if audio.shape[0] > MAX_CHANNELS:
             raise ValueError(
-                f"write_wav({path}): audio of shape {audio.shape} has {audio.shape[0]} channels; "
+                f"{where}: audio of shape {audio.shape} has {audio.shape[0]} channels; "
                 "pass (channels, samples), e.g. audio.T for a (samples, channels) array"
             )
         audio = audio.T
     elif audio.ndim != 1:
-        raise ValueError(f"write_wav({path}): expected (samples,) or (channels, samples), got shape {audio.shape}")
+        raise ValueError(f"{where}: expected (samples,) or (channels, samples), got shape {audio.shape}")
+    return np.clip(audio, -1.0, 1.0)
+
+
+def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """Write ``audio`` (samples,) or (channels, samples), float in [-1, 1], as 16-bit PCM WAV (parents created)."""
+    import soundfile as sf
+
+    frames = _frames(audio, f"write_wav({path})")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(audio, -1.0, 1.0), int(sample_rate), subtype="PCM_16", format="WAV")
+    sf.write(str(path), frames, int(sample_rate), subtype="PCM_16", format="WAV")
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """The bytes of the 16-bit PCM WAV file :func:`write_wav` would write (an upload, a request body)."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, _frames(audio, "wav_bytes"), int(sample_rate), subtype="PCM_16", format="WAV")
+    return buf.getvalue()

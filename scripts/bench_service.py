@@ -28,7 +28,6 @@ Every wait is bounded: ``--ready-timeout`` for start-up, ``--request-timeout`` p
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -39,7 +38,6 @@ import tempfile
 import threading
 import time
 import uuid
-import wave
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -100,15 +98,10 @@ def utterance(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def wav_bytes(audio: np.ndarray, rate: int = PHONE_RATE) -> bytes:
-    a = np.atleast_2d(np.asarray(audio, np.float32))
-    pcm = (np.clip(a, -1, 1) * 32767).astype("<i2").T.copy()
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(a.shape[0])
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
+    """16-bit PCM WAV bytes of (samples,) or (channels, samples) float audio at ``rate`` Hz."""
+    from data.audio import wav_bytes as encode
+
+    return encode(audio, rate)
 
 
 # -- the service ----------------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from serving.devserver import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BENTOML = Path(sys.executable).with_name("bentoml")
@@ -68,12 +69,6 @@ def chromium_path() -> str:
 
 
 # -- the service -------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def train_intent(env: dict) -> None:
     code = ("from training.intent import main; import sys; sys.exit(main(['data.n_train=44', 'data.n_validation=22', "
             "'data.n_test=22', 'trainer.max_steps=2', 'trainer.progress_bar=false', 'model.embed_dim=16', "

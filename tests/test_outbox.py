@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import pytest
 
 from models.decisions import load_policy
 from models.ticket import Customer, build_ticket
+from serving.devserver import free_port
 from serving.outbox import (
     Relay,
     RelayConfig,
@@ -52,12 +52,6 @@ def notes(n: int) -> list:
     out = [ticket_notification("ticket.p1", a_ticket(), now, target="complaint") for _ in range(n - 1)]
     out.append(event_notification("hotspot.spike", {"product": "洗衣机", "message": f"回拨 {PHONE}"}, now))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Receiver:

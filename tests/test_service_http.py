@@ -18,7 +18,6 @@ HOTLINE_MAX_JSON_BYTES) so over-limit inputs are small files.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import random
@@ -50,13 +49,10 @@ PHONE_TEXT = f"我的快递还没到，请打我电话{PHONE}联系我"
 
 # -- audio ----------------------------------------------------------------------------------------------
 def wav_bytes(audio: np.ndarray, rate: int = RATE) -> bytes:
-    """16-bit PCM WAV of float32 ``audio``: (samples,) or (channels, samples)."""
-    import soundfile as sf
+    """16-bit PCM WAV bytes of (samples,) or (channels, samples) float audio at ``rate`` Hz."""
+    from data.audio import wav_bytes as encode
 
-    a = np.asarray(audio, dtype=np.float32)
-    buf = io.BytesIO()
-    sf.write(buf, (a.T if a.ndim == 2 else a), rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    return encode(audio, rate)
 
 
 def speech(text: str, seed: int = 3) -> np.ndarray:
