@@ -12,7 +12,11 @@ character model's slots and complaint cues. Columns (issue 15's intent targets):
   with negative = complaint (target >= 0.85), positive reviews called complaints (target <= 0.10);
 - with ``--heldout``: the fresh held-out set (``data.synth.heldout.heldout_records()``, 2,200 utterances) intent
   accuracy clean and through *simulated* ASR errors (``data.asr_noise.add_asr_noise``, default options,
-  ``random.Random(1234)``); the issue's ``>= 0.92`` is through the real recogniser, which needs audio (not here).
+  ``random.Random(1234)``); the issue's ``>= 0.92`` is through the real recogniser, which needs audio (not here);
+  also held-out slot F1 (products and brands absent from training), the character model's in every row.
+
+The measuring is :func:`training.intent_compare.compare_intent_variants` (notebook 02 calls it too); this script
+loads the model, calls it and prints.
 
 Embeddings come from the cache (``data/cache/e5``); texts not there are embedded once and added.
 """
@@ -22,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -30,26 +33,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-
-from models.intent.e5_head import E5Embedder, FusedE5IntentModel, fuse_log_probs  # noqa: E402
-from models.intent.understand import understand  # noqa: E402
+from models.intent.e5_head import E5Embedder, FusedE5IntentModel  # noqa: E402
+from training.intent_compare import VARIANTS, compare_intent_variants  # noqa: E402
 
 REALTEXT = REPO.parent / "shared" / "realtext"
-PRODUCT_READINGS = ("product_quality", "repair_aftersales")
-
-
-def parts(model: FusedE5IntentModel, texts: list[str]):
-    char_lp, e5_lp, tags = model.part_scores(texts)
-    return char_lp, e5_lp, tags
-
-
-def decisions(model: FusedE5IntentModel, texts, lp, tags):
-    return [understand(t, z, g, model.labels, 1.0, model.gazetteer) for t, z, g in zip(texts, lp, tags)]
-
-
-def variants(model: FusedE5IntentModel, char_lp, e5_lp):
-    return {"char": char_lp, "e5": e5_lp, "fused": fuse_log_probs(char_lp, e5_lp, model.weight, model.combine)}
 
 
 def main(argv=None) -> int:
@@ -61,53 +48,17 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the numbers here")
     args = p.parse_args(argv)
 
-    from training.reports import load_car_complaints, load_waimai_reviews
-
     model = FusedE5IntentModel.load(args.model, embedder=E5Embedder(args.cache, progress=True))
     print(f"fused model {args.model}: w = {model.weight} ({model.combine}), head T = {model.head.temperature:.3f}")
-    out: dict[str, dict] = {k: {} for k in ("char", "e5", "fused")}
-
-    car = load_car_complaints(REALTEXT / "car_complaints.csv")
-    texts = [c.text for c in car]
-    char_lp, e5_lp, tags = parts(model, texts)
-    product = np.array([c.group == "product" for c in car])
-    for name, lp in variants(model, char_lp, e5_lp).items():
-        preds = decisions(model, texts, lp, tags)
-        out[name]["car_called_complaint"] = float(np.mean([u.is_complaint for u in preds]))
-        out[name]["car_product_read_as_product"] = float(np.mean([u.intent in PRODUCT_READINGS
-                                                                   for u, pr in zip(preds, product) if pr]))
-    out["n"] = {"car": len(car), "car_product": int(product.sum())}
-
-    reviews = load_waimai_reviews(REALTEXT / "waimai_reviews.csv", per_label=args.waimai_per_label, seed=0)
-    texts = [t for t, _ in reviews]
-    neg = np.array([lab == "negative" for _, lab in reviews])
-    char_lp, e5_lp, tags = parts(model, texts)
-    for name, lp in variants(model, char_lp, e5_lp).items():
-        called = np.array([u.is_complaint for u in decisions(model, texts, lp, tags)])
-        tp, fp, fn = int((called & neg).sum()), int((called & ~neg).sum()), int((~called & neg).sum())
-        out[name]["waimai_complaint_f1"] = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
-        out[name]["waimai_positive_called_complaint"] = float(called[~neg].mean())
-        out[name]["waimai_negative_called_complaint"] = float(called[neg].mean())
-    out["n"].update({"waimai_negative": int(neg.sum()), "waimai_positive": int((~neg).sum())})
-
-    if args.heldout:
-        from data.asr_noise import add_asr_noise
-        from data.synth.heldout import FINGERPRINT, heldout_records
-
-        records = heldout_records()
-        rng = random.Random(1234)
-        noised = [add_asr_noise(r["text"], [tuple(s) for s in r["slot_spans"]], rng).text for r in records]
-        y = np.array([model.labels.intent_id(r["intent"]) for r in records])
-        for split, texts in (("heldout_clean", [r["text"] for r in records]), ("heldout_simnoise", noised)):
-            char_lp, e5_lp, _ = parts(model, texts)
-            for name, lp in variants(model, char_lp, e5_lp).items():
-                out[name][f"{split}_intent_accuracy"] = float((np.asarray(lp).argmax(1) == y).mean())
-        out["n"].update({"heldout": len(records), "heldout_fingerprint": FINGERPRINT})
+    rows, counts = compare_intent_variants(model, REALTEXT / "car_complaints.csv", REALTEXT / "waimai_reviews.csv",
+                                           waimai_per_label=args.waimai_per_label, heldout=args.heldout)
+    out: dict[str, dict] = {r["variant"]: {k: v for k, v in r.items() if k not in ("variant", "w")} for r in rows}
+    out["n"] = counts
 
     keys = [k for k in out["fused"]]
     print(f"{'metric':<36}{'char':>8}{'e5':>8}{'fused':>8}")
     for k in keys:
-        print(f"{k:<36}" + "".join(f"{out[n][k]:>8.3f}" for n in ("char", "e5", "fused")))
+        print(f"{k:<36}" + "".join(f"{out[n][k]:>8.3f}" for n in VARIANTS))
     print("counts:", out["n"])
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
