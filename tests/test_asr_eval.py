@@ -68,3 +68,23 @@ def test_product_path_tells_the_recogniser_what_dialect_id_is_sure_of(tiny_corpu
 def test_main_names_the_accepted_model_values(tiny_corpus):
     with pytest.raises(SystemExit, match="zero-shot"):
         main(["--manifest", str(tiny_corpus / "test.jsonl"), "--n", "2", "--model", "no/such/folder"])
+
+
+def test_save_sample_writes_the_sampled_records_as_a_manifest(tiny_corpus, tmp_path, capsys):
+    """--save-sample --sample-only: the dialect-balanced sample as a manifest another command can read (the same
+    recordings, from another folder), and nothing decoded."""
+    from data.manifest import read_manifest
+    from training.asr import balanced_subsample
+    from training.asr_eval import SEED
+
+    manifest = tiny_corpus / "test.jsonl"
+    out = tmp_path / "elsewhere" / "sample.jsonl"
+    assert main(["--manifest", str(manifest), "--n", "5", "--save-sample", str(out), "--sample-only"]) == 0
+    usable = [r for r in read_manifest(manifest).records if r.get("audio_path") and r.get("text")]
+    chosen = balanced_subsample(usable, 5, SEED)
+    saved = read_manifest(out)
+    assert not saved.errors and [r["id"] for r in saved.records] == [r["id"] for r in chosen]
+    assert [r["audio_path"] for r in saved.records] == [r["audio_path"] for r in chosen]
+    assert "wrote the 5 sampled records" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--manifest", str(manifest), "--sample-only"])  # --sample-only alone: an argparse error

@@ -175,7 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "such as the real clips: a caller is heard over an 8 kHz line)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the recogniser")
     parser.add_argument("--out", default=None, help="JSON file for the results")
+    parser.add_argument("--save-sample", default=None, metavar="PATH",
+                        help="also write the sampled records as a JSON Lines manifest, e.g. "
+                             "for `hotline evaluate` on the same utterances")
+    parser.add_argument("--sample-only", action="store_true", help="write --save-sample and stop (decode nothing)")
     args = parser.parse_args(argv)
+    if args.sample_only and not args.save_sample:
+        parser.error("--sample-only needs --save-sample PATH")
 
     from data.manifest import format_errors, read_manifest
 
@@ -189,6 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = balanced_subsample(usable, args.n if args.n > 0 else None, SEED)
     if not records:
         raise SystemExit(f"{args.manifest}: no records with both audio_path and text")
+    if args.save_sample:
+        from data.manifest import write_manifest
+
+        Path(args.save_sample).parent.mkdir(parents=True, exist_ok=True)
+        write_manifest(records, args.save_sample)  # 'audio' rewritten relative to the new manifest's folder
+        print(f"wrote the {len(records)} sampled records to {args.save_sample}")
+        if args.sample_only:
+            return 0
     specs = args.model or [ZERO_SHOT, CHAMPION]
     told: list[str | None] | None = None
     dialect_id: dict = {"source": None}
