@@ -92,6 +92,16 @@ class Runtime:
         self._lock = asyncio.Lock()
         self._error: str | None = None
 
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the background threads (scheduler, operations) and release the database's connections: the worker's
+        shutdown hook. A tick in progress finishes first (up to ``timeout_s`` each); idempotent."""
+        for name in ("scheduler", "operations"):
+            thread = getattr(self, name, None)
+            if thread is not None:
+                thread.stop(timeout_s)
+                setattr(self, name, None)
+        self.store.close()
+
     # -- models ------------------------------------------------------------------------------------
     async def _load(self) -> None:
         """Ask each model service what it holds and build the pipeline over them (once)."""

@@ -43,6 +43,11 @@ class Hotline:
         # Settings are read again here (not at import) so a test or a restart with other HOTLINE_* variables counts.
         self.runtime = Runtime(Settings.from_env(), self.recognition, self.analysis, self.understanding)
 
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        """The worker is stopping: its scheduler and operations threads end, the database pool is released."""
+        self.runtime.close()
+
     async def __is_ready__(self) -> bool:
         return (await self.runtime.readiness())["ready"]
 
