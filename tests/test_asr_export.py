@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-pytest.importorskip("ctranslate2")
-pytest.importorskip("faster_whisper")
+import ctranslate2  # noqa: E402,F401 - required (pyproject): a broken install fails, never skips
+import faster_whisper  # noqa: E402,F401
 
 from models.asr.export import CT2_FILES, EXPORT_STAMP, ExportError, export_ct2, main  # noqa: E402
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch  # noqa: E402 - required (pyproject); a broken install fails, never skips
+import transformers  # noqa: E402
 
 from models.asr.dialects import ASR_CONFIG_FILE, DIALECT_PROMPTS, decoder_prefix_ids  # noqa: E402
 from models.asr.encoder_cache import EncoderStateCache, encode, log_mel  # noqa: E402

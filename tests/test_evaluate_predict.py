@@ -245,7 +245,6 @@ def _real_clip(shared_dir: Path) -> dict:
 def test_run_manifest_hears_audio_with_the_recogniser_it_is_given(tmp_path, random_intent_model, capsys):
     """The product path: an audio record is understood from what the recogniser heard, never from its reference
     text. A tiny random Whisper stands in for whisper-base (the slow test above runs the real one)."""
-    pytest.importorskip("ctranslate2")
     from models.asr.dialects import CT2_SUBDIR
     from models.asr.export import export_ct2
     from models.asr.recognizer import Recognizer, RecognizerOptions

@@ -67,8 +67,6 @@ def test_speech_control_refuses_realspeech(tmp_path):
 
 @pytest.fixture(scope="module")
 def whisper_base():
-    pytest.importorskip("ctranslate2")
-    pytest.importorskip("faster_whisper")
     return Recognizer.load(None, engine="ct2", device="cpu", options=RecognizerOptions(cpu_threads=1))
 
 

@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("ctranslate2")
-pytest.importorskip("faster_whisper")
+import ctranslate2  # noqa: E402,F401 - required (pyproject): a broken install fails, never skips
+import faster_whisper  # noqa: E402,F401
 
 from data.audio import SAMPLE_RATE, load_audio, write_wav  # noqa: E402
 from models.asr.recognizer import Recognizer, RecognizerOptions, join_texts  # noqa: E402

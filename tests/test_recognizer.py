@@ -11,8 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 
-pytest.importorskip("ctranslate2")
-pytest.importorskip("faster_whisper")
+import ctranslate2  # noqa: E402,F401 - required (pyproject): a broken install fails, never skips
+import faster_whisper  # noqa: E402,F401
 
 from data.audio import SAMPLE_RATE, AudioError, load_audio, resample, write_wav  # noqa: E402
 from models.asr.bootstrap import WeightsError  # noqa: E402
