@@ -102,6 +102,7 @@ CUSTOMER_COLUMNS = ("phone", "name", "vip_level", "region")
 
 
 # -- errors ------------------------------------------------------------------------------------------
+
 class StoreError(Exception):
     """Base of the store's own errors (the service maps each to an HTTP status)."""
 
@@ -533,6 +534,15 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
 
 
 # -- the store --------------------------------------------------------------------------------------
+def _same_caller_or_order(caller: str | None, order_id: str | None, exclude_call_id: str | None) -> list | None:
+    """WHERE clauses for tickets of ``caller`` or about ``order_id`` (not the call ``exclude_call_id``); None when
+    there is neither a caller nor an order id to match."""
+    conds = ([TicketRow.caller == caller] if caller else []) + ([TicketRow.order_id == order_id] if order_id else [])
+    if not conds:
+        return None
+    return [or_(*conds)] + ([TicketRow.call_id != exclude_call_id] if exclude_call_id is not None else [])
+
+
 class Store:
     """All persistence of the service. Thread-safe (one session per call); several processes may share a database."""
 
@@ -912,16 +922,10 @@ class Store:
 
     def linked_tickets(self, caller: str | None, order_id: str | None, exclude_call_id: str | None = None) -> list[str]:
         """Ids of earlier tickets of the same caller or the same order id, newest first (at most 10)."""
-        conds = []
-        if caller:
-            conds.append(TicketRow.caller == caller)
-        if order_id:
-            conds.append(TicketRow.order_id == order_id)
-        if not conds:
+        where = _same_caller_or_order(caller, order_id, exclude_call_id)
+        if where is None:
             return []
-        q = select(TicketRow.id).where(or_(*conds))
-        if exclude_call_id is not None:
-            q = q.where(TicketRow.call_id != exclude_call_id)
+        q = select(TicketRow.id).where(*where)
         q = q.order_by(TicketRow.created_at.desc(), TicketRow.id.desc()).limit(MAX_LINKED)
         with self._read() as s:
             return list(s.scalars(q))
@@ -930,16 +934,10 @@ class Store:
                         limit: int = 50) -> list[dict[str, Any]]:
         """Earlier tickets of the same caller or the same order id, newest first, as ``{id, intent, order_id,
         created_at}`` (what ``models.decisions.link_earlier`` chooses from)."""
-        conds = []
-        if caller:
-            conds.append(TicketRow.caller == caller)
-        if order_id:
-            conds.append(TicketRow.order_id == order_id)
-        if not conds:
+        where = _same_caller_or_order(caller, order_id, exclude_call_id)
+        if where is None:
             return []
-        q = select(TicketRow.id, TicketRow.intent, TicketRow.order_id, TicketRow.created_at).where(or_(*conds))
-        if exclude_call_id is not None:
-            q = q.where(TicketRow.call_id != exclude_call_id)
+        q = select(TicketRow.id, TicketRow.intent, TicketRow.order_id, TicketRow.created_at).where(*where)
         q = q.order_by(TicketRow.created_at.desc(), TicketRow.id.desc()).limit(limit)
         with self._read() as s:
             return [{"id": r.id, "intent": r.intent, "order_id": r.order_id, "created_at": r.created_at}

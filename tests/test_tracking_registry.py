@@ -250,3 +250,13 @@ def test_the_champion_is_compared_on_the_value_it_was_registered_with(store: Pat
                                  pip_requirements=["torch"])
     second = registry.register_and_maybe_promote(run2.info.run_id, "model", "intent_tagged", "val_score", 0.7)
     assert second.previous_champion_value == pytest.approx(0.6) and second.promoted  # 0.7 beats 0.6 (not 0.9)
+
+
+def test_promote_on_names_an_unknown_promote_metric(store: Path):
+    """The trainers' one promotion step: a metric the run did not compute is a config error listing the ones it did,
+    and nothing is registered."""
+    from training.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"evaluation.promote_metric 'val_f1' is not one of \['val_accuracy'\]"):
+        registry.promote_on("no-run", "model", "dialect_reg", "val_f1", {"val_accuracy": 0.5})
+    assert registry.champion_version("dialect_reg") is None

@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from models.asr.dialect_id import DialectIdConfig, DialectIdModel, label_ids
     from training.loop import seed_everything
-    from training.registry import register_and_maybe_promote
+    from training.registry import promote_on
     from training.steps import compose, parse_args
     from training.tracking import log_confusion_matrix, log_metrics, log_per_class_f1, log_reliability, start_run
 
@@ -349,10 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log_model_dir(model_dir)
         decision = None
         if run is not None:
-            if eval_cfg.promote_metric not in val_metrics:
-                raise ConfigError(f"evaluation.promote_metric '{eval_cfg.promote_metric}' is not one of {sorted(val_metrics)}")
-            decision = register_and_maybe_promote(run.info.run_id, MODEL_ARTIFACT, model_name, eval_cfg.promote_metric,
-                                                  val_metrics[eval_cfg.promote_metric])
+            decision = promote_on(run.info.run_id, MODEL_ARTIFACT, model_name, eval_cfg.promote_metric, val_metrics)
 
     print(_summary(metrics, calib, result.global_step, decision, labels, confusion))
     return 0

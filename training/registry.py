@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from models.champions import CHAMPION, champion_uri, champion_version, tracking_uri  # noqa: F401 - the read side
 
@@ -111,6 +111,17 @@ def _model_source(client, run_id: str, artifact_path: str) -> str:
     except Exception:  # older server, or no such run (register_model then reports it)
         pass
     return f"runs:/{run_id}/{artifact_path}"
+
+
+def promote_on(run_id: str, artifact_path: str, model_name: str, metric: str,
+               metrics: Mapping[str, float]) -> PromotionDecision:
+    """:func:`register_and_maybe_promote` on ``metrics[metric]`` (a run's validation metrics); a ``metric`` the run
+    did not compute is a ConfigError naming ``evaluation.promote_metric`` and the metrics there are."""
+    from training.config import ConfigError
+
+    if metric not in metrics:
+        raise ConfigError(f"evaluation.promote_metric '{metric}' is not one of {sorted(metrics)}")
+    return register_and_maybe_promote(run_id, artifact_path, model_name, metric, metrics[metric])
 
 
 def register_and_maybe_promote(
