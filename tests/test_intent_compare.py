@@ -1,12 +1,11 @@
 """training.intent_compare: the character model alone, the e5 head alone and the fused model, on a tiny fused model.
 
-The e5 encoder is replaced by hashed character counts (as tests/test_intent_e5.py does) and the real texts by a few
+The e5 encoder is replaced by tests/test_intent_e5.py's stand-in (hashed character counts) and the real texts by a few
 hand-made rows, so this runs in seconds and never touches the repository's embedding cache."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
 
 import matplotlib
 
@@ -17,6 +16,7 @@ import pytest  # noqa: E402
 
 from models.intent.e5_head import E5Embedder, E5Head, E5HeadConfig, FusedE5IntentModel  # noqa: E402
 from models.intent.understand import LabelMaps  # noqa: E402
+from test_intent_e5 import DIM, fake_vectors  # noqa: E402 - the e5 stand-in (hashed character counts)
 from training.intent_compare import (  # noqa: E402
     TARGETS,
     VARIANTS,
@@ -27,7 +27,6 @@ from training.intent_compare import (  # noqa: E402
 )
 
 LABELS = LabelMaps.from_taxonomy()
-DIM = 32
 TOY = {
     "logistics_delay": ["快递一直没到"],
     "product_quality": ["热水器坏了不出热水"],
@@ -50,14 +49,6 @@ CARS = [
     ("刹车失灵", "D7,"),
 ]
 REVIEWS = [("送得太慢了，饭都凉了", 0), ("味道很好，下次还点", 1), ("少送了一份菜", 0), ("很快就送到了，谢谢", 1)]
-
-
-def fake_vectors(texts):
-    out = np.zeros((len(texts), DIM), dtype=np.float32)
-    for i, t in enumerate(texts):
-        for c in t:
-            out[i, int(hashlib.md5(c.encode()).hexdigest(), 16) % DIM] += 1.0
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
 
 
 @pytest.fixture
